@@ -1,0 +1,52 @@
+# unlearnkit: two commands on a fresh machine (Python 3.11):
+#   make demo   set up .venv, build or load the miniature world and models, run the tour notebook headless
+#   make test   set up .venv, run the whole test suite (notebooks included)
+PYTHON ?= python3.11
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+STAMP  := $(VENV)/.installed
+RUNS   ?= runs
+export TOKENIZERS_PARALLELISM = false
+export TRANSFORMERS_VERBOSITY = error
+export HF_HUB_DISABLE_PROGRESS_BARS = 1
+export HF_HUB_OFFLINE = 1
+export PYTHONHASHSEED = 0
+
+.PHONY: setup demo test lab bench lint clean browser-deps
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	# The CPU wheel of torch first (pinned): an unpinned torch pulls a multi-GB CUDA build.
+	$(PIP) install -q "torch==2.13.0"
+	$(PIP) install -q -e ".[dev]"
+	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	$(PY) -c "import matplotlib.pyplot"  # warm the font cache so no stderr line lands in a notebook
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: $(STAMP)
+	mkdir -p $(RUNS)
+	$(PY) -m papermill notebooks/00_tour.ipynb $(RUNS)/00_tour.ipynb --cwd notebooks -p figures_dir ../$(RUNS)/figures
+	@echo "executed notebook: $(RUNS)/00_tour.ipynb   figures: $(RUNS)/figures/"
+
+browser-deps:
+	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) \
+	  || echo "chromium could not be installed: the browser test will skip"
+
+test: $(STAMP) browser-deps
+	$(PY) -m pytest tests -q
+
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab notebooks/
+
+bench: $(STAMP)
+	$(PY) benchmarks/run.py
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check unlearnkit tests benchmarks
+
+clean:
+	rm -rf $(RUNS) build .pytest_cache

@@ -1,0 +1,22 @@
+"""unlearnkit: a Jupyter-first teaching and analysis kit for machine unlearning in LLMs.
+
+Public API::
+
+    world = make_world(seed=0)                       # miniature world: .forget, .retain, .world_facts
+    model, tok = target_model(world)                 # tiny Llama trained on it (cached)
+    res = unlearn(model, tok, world.forget, world.retain, method="ga", steps=30)
+    evaluate(res.model, tok, world, metrics=["probability", "rouge"])
+    list_objectives(), list_metrics()
+"""
+
+__version__ = "0.1.0"
+
+from .metrics import evaluate, list_metrics, summarize
+from .models import load_model, retain_model, target_model, wrap_lora
+from .objectives import get_objective, list_objectives
+from .train import UnlearnResult, probe, unlearn
+from .world import World, WorldConfig, load_tofu, make_world
+
+__all__ = ["__version__", "make_world", "World", "WorldConfig", "load_tofu", "target_model", "retain_model",
+           "load_model", "wrap_lora", "unlearn", "UnlearnResult", "probe", "evaluate", "summarize",
+           "list_objectives", "get_objective", "list_metrics"]

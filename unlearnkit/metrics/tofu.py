@@ -1,0 +1,159 @@
+"""TOFU's evaluation core: probability, ROUGE-L, truth ratio, forget quality, model utility.
+
+Conventions chosen (spec B0-B6), stated once here and in each docstring:
+
+* probability: ``P̄(a|q) = exp(-NLL_sum/T)``, T counting answer tokens and EOS (OpenUnlearning).
+  On splits named ``world_facts`` / ``real_authors`` it is normalized over the options,
+  ``P̄(a) / (P̄(a) + Σ_j P̄(â_j))`` (TOFU B2).
+* rouge: ROUGE-L **recall** of the greedy answer against the true answer (``rouge-score`` with
+  the stemmer, ``scorer.score(gt, gen)``), as TOFU reports it.
+* truth_ratio: per example the raw ``R = [Π_j P̄(â_j)]^{1/m} / P̄(ã)`` (ã = paraphrased answer,
+  or the answer where there is none). Aggregated as ``mean(min(R, 1/R))`` on ``forget``
+  (1 = indifferent, TOFU's ``closer_to_1_better``) and ``mean(max(0, 1 - R))`` elsewhere
+  (higher = knows the truth, ``true_better``).
+* forget_quality: p-value of ``scipy.stats.ks_2samp`` between the model's and the retain model's
+  forget-split truth ratios (orientation-invariant).
+* model_utility: harmonic mean of {probability, rouge, truth_ratio (true_better)} over the
+  non-forget splits present (retain, world_facts, real_authors); 0 if any component is 0.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from .base import metric
+
+NORMALIZED_SPLITS = ("world_facts", "real_authors")
+
+
+def _rouge_scorer():
+    from rouge_score import rouge_scorer
+
+    return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+
+
+def rouge_recall(references, generations) -> np.ndarray:
+    """ROUGE-L recall of each generation against its reference (``rouge-score``, stemmer on)."""
+    sc = _rouge_scorer()
+    return np.array([sc.score(r, g)["rougeL"].recall for r, g in zip(references, generations)])
+
+
+def truth_ratio_raw(paraphrased_mean_nll: np.ndarray, perturbed_mean_nll: list[np.ndarray]) -> np.ndarray:
+    """Raw truth ratio ``R = exp(nll_para - mean_j nll_pert_j)`` from length-normalized NLLs.
+
+    ``R < 1`` means the correct (paraphrased) answer is likelier than the wrong ones.
+    """
+    pert = np.array([np.mean(p) for p in perturbed_mean_nll])
+    return np.exp(np.asarray(paraphrased_mean_nll) - pert)
+
+
+def aggregate_truth_ratio(split: str, r: np.ndarray, forget_variant: str = "closer_to_1") -> float:
+    """Aggregate raw truth ratios: ``closer_to_1`` (TOFU forget: mean min(R,1/R)), ``true_better``
+    (mean max(0, 1-R)), or ``cl_forget`` (closer-look forget: 1 - mean min(R, 1/R))."""
+    r = np.asarray(r, dtype=float)
+    if split == "forget" and forget_variant in ("closer_to_1", "cl_forget"):
+        v = float(np.mean(np.minimum(r, 1 / r)))
+        return 1 - v if forget_variant == "cl_forget" else v
+    return float(np.mean(np.maximum(0.0, 1 - r)))
+
+
+@metric("probability", suites=("tofu",), direction="more knowledge",
+        formula="P̄(a|q) = exp(-NLL_sum/T) (T incl. EOS); option-normalized on world_facts/real_authors",
+        source="TOFU (Maini et al. 2024); OpenUnlearning evaluate_probability")
+def probability(ctx, split, data):
+    s = ctx.scores(split, data, "answer")
+    p = s["prob"]
+    if split in NORMALIZED_SPLITS and "perturbed_answer" in data.column_names:
+        pert = ctx.scores(split, data, "perturbed_answer")
+        p = p / (p + np.array([x["prob"].sum() for x in pert]))
+    return pd.DataFrame({"id": data["id"], "value": p, "mean_nll": s["mean_nll"], "n_tokens": s["n_tokens"]})
+
+
+@metric("rouge", suites=("tofu",), direction="more knowledge",
+        formula="ROUGE-L recall(greedy answer vs true answer)", source="TOFU; rouge-score package")
+def rouge(ctx, split, data):
+    gens = ctx.generations(split, data)
+    return pd.DataFrame({"id": data["id"], "value": rouge_recall(data["answer"], gens), "generation": gens})
+
+
+def _truth_ratio_values(ctx, split, data) -> np.ndarray:
+    base = "paraphrased_answer" if "paraphrased_answer" in data.column_names else "answer"
+    para = ctx.scores(split, data, base)["mean_nll"]
+    pert = [x["mean_nll"] for x in ctx.scores(split, data, "perturbed_answer")]
+    return truth_ratio_raw(para, pert)
+
+
+@metric("truth_ratio", suites=("tofu",), fields=("question", "answer", "perturbed_answer"),
+        direction="more knowledge (non-forget: mean max(0,1-R)); forget: closer to 1 = indifferent",
+        formula="R = geomean_j P̄(perturbed_j) / P̄(paraphrased); agg forget mean min(R,1/R), else mean max(0,1-R)",
+        source="TOFU (Maini et al. 2024), spec B4",
+        aggregate=lambda split, v: aggregate_truth_ratio(split, v))
+def truth_ratio(ctx, split, data):
+    return pd.DataFrame({"id": data["id"], "value": _truth_ratio_values(ctx, split, data)})
+
+
+def _reference_truth_ratios(ctx, data) -> np.ndarray | None:
+    ref = ctx.reference
+    if ref is None:
+        return None
+    if isinstance(ref, pd.DataFrame):
+        rows = ref[(ref.metric == "truth_ratio") & (ref.split == "forget")]
+        return rows.value.to_numpy(float) if len(rows) else None
+    from .base import EvalContext
+
+    if isinstance(ref, np.ndarray):
+        return ref
+    rctx = EvalContext(ref[0], ref[1], options=ctx.options)
+    return _truth_ratio_values(rctx, "forget", data)
+
+
+def forget_quality_value(model_tr: np.ndarray, retain_tr: np.ndarray) -> float:
+    """KS-test p-value between two samples of truth ratios (``scipy.stats.ks_2samp``)."""
+    return float(stats.ks_2samp(np.asarray(model_tr), np.asarray(retain_tr)).pvalue)
+
+
+@metric("forget_quality", suites=("tofu",), per_example=False, direction="more forgotten (p > 0.05: like the retain model)",
+        formula="p-value of KS test(truth ratios on forget: model vs retain model)",
+        source="TOFU (Maini et al. 2024), spec B5", fields=("question", "answer", "perturbed_answer"),
+        needs=("retain_model",))
+def forget_quality(ctx, splits):
+    if "forget" not in splits:
+        return None
+    data = splits["forget"]
+    ref = _reference_truth_ratios(ctx, data)
+    if ref is None:
+        import warnings
+
+        warnings.warn("forget_quality needs reference=(retain_model, tokenizer); skipped", stacklevel=3)
+        return None
+    mine = _truth_ratio_values(ctx, "forget", data)
+    p = forget_quality_value(mine, ref)
+    return pd.DataFrame([{"split": "forget", "value": p, "log10": float(np.log10(max(p, 1e-300)))}])
+
+
+def harmonic_mean(values) -> float:
+    """Harmonic mean; exactly 0 if any value is 0 (no clipping in reported numbers, spec E7)."""
+    v = np.asarray(values, dtype=float)
+    if np.any(v <= 0):
+        return 0.0
+    return float(stats.hmean(v))
+
+
+@metric("model_utility", suites=("tofu",), per_example=False, direction="more utility",
+        formula="HM over non-forget splits of {probability, rouge, truth_ratio(true_better)}",
+        source="TOFU get_model_utility; OpenUnlearning hm_aggregate", fields=("question", "answer", "perturbed_answer"))
+def model_utility(ctx, splits):
+    comps = {}
+    for split, data in splits.items():
+        if split == "forget":
+            continue
+        comps[f"{split}/probability"] = float(np.mean(probability(ctx, split, data).value))
+        comps[f"{split}/rouge"] = float(np.mean(rouge(ctx, split, data).value))
+        if "perturbed_answer" in data.column_names:
+            comps[f"{split}/truth_ratio"] = aggregate_truth_ratio(split, _truth_ratio_values(ctx, split, data))
+    if not comps:
+        return None
+    return pd.DataFrame([{"split": "+".join(s for s in splits if s != "forget"), "value": harmonic_mean(list(comps.values())),
+                          "components": comps}])

@@ -1,0 +1,182 @@
+"""The tiny target and retain models of the miniature world, trained here and cached.
+
+A byte-level BPE tokenizer (``tokenizers``) and a small Llama-architecture causal LM
+(``transformers``) are trained on the world's QA pairs, saved with ``save_pretrained`` into a cache
+folder keyed by a hash of (world, model config, training config), and reloaded with
+``AutoModelForCausalLM`` / ``AutoTokenizer``. The cache folder is ``$UNLEARNKIT_CACHE`` or
+``~/.cache/unlearnkit``. Builds are written atomically: an interrupted build leaves no entry.
+
+Training recipe (DESIGN.md, measured on 2 cores): data tokenized once into tensors, AdamW with
+linear warmup and cosine decay at a high learning rate, answer-only loss, large batches.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from ..data import encode_pairs
+from ..io import atomic_dir, atomic_write_json
+
+BUILDER_VERSION = 1
+
+
+@dataclass(frozen=True)
+class TinyConfig:
+    """Size and training recipe of the tiny Llama. Units: tokens, steps, learning rate per step."""
+
+    vocab_size: int = 1024
+    hidden_size: int = 128
+    num_layers: int = 4
+    num_heads: int = 4
+    intermediate_size: int = 384
+    max_positions: int = 96
+    epochs: int = 80
+    batch_size: int = 48
+    lr: float = 3e-3
+    warmup_frac: float = 0.05
+    weight_decay: float = 0.01
+    seed: int = 0
+
+    def to_dict(self):
+        return asdict(self)
+
+
+QUICK_TINY = TinyConfig(vocab_size=640, epochs=70)
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("UNLEARNKIT_CACHE", Path.home() / ".cache" / "unlearnkit")).expanduser()
+
+
+def train_tokenizer(texts: list[str], vocab_size: int):
+    """Train a byte-level BPE tokenizer and wrap it as ``PreTrainedTokenizerFast`` (pad, eos, bos)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    specials = ["<pad>", "<s>", "</s>", "<unk>"]
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(texts, trainer=trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token="<s>", eos_token="</s>",
+                                   unk_token="<unk>", padding_side="right", model_max_length=1024)
+
+
+def _lr_lambda(total: int, warmup: int):
+    def f(step):
+        if step < warmup:
+            return (step + 1) / max(1, warmup)
+        prog = (step - warmup) / max(1, total - warmup)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, prog)))
+    return f
+
+
+def train_tiny(pairs: list[tuple[str, str]], tokenizer, cfg: TinyConfig, progress: bool = True, desc: str = "train"):
+    """Train a fresh tiny Llama on (question, answer) pairs; returns the model in eval mode."""
+    from tqdm.auto import tqdm
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(cfg.seed)
+    enc = encode_pairs(tokenizer, [q for q, _ in pairs], [a for _, a in pairs])
+    if enc["input_ids"].shape[1] > cfg.max_positions:
+        raise ValueError(f"longest training sequence has {enc['input_ids'].shape[1]} tokens > max_positions={cfg.max_positions}")
+    mcfg = LlamaConfig(vocab_size=len(tokenizer), hidden_size=cfg.hidden_size, num_hidden_layers=cfg.num_layers,
+                       num_attention_heads=cfg.num_heads, num_key_value_heads=cfg.num_heads,
+                       intermediate_size=cfg.intermediate_size, max_position_embeddings=cfg.max_positions,
+                       tie_word_embeddings=True, pad_token_id=tokenizer.pad_token_id,
+                       bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    model = LlamaForCausalLM(mcfg)
+    n = enc["input_ids"].shape[0]
+    steps_per_epoch = math.ceil(n / cfg.batch_size)
+    total = cfg.epochs * steps_per_epoch
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(total, int(cfg.warmup_frac * total)))
+    g = torch.Generator().manual_seed(cfg.seed)
+    model.train()
+    bar = tqdm(total=total, desc=desc, disable=not progress, leave=False)
+    for _ in range(cfg.epochs):
+        perm = torch.randperm(n, generator=g)
+        for s in range(steps_per_epoch):
+            idx = perm[s * cfg.batch_size:(s + 1) * cfg.batch_size]
+            L = int(enc["attention_mask"][idx].sum(1).max())
+            out = model(input_ids=enc["input_ids"][idx, :L], attention_mask=enc["attention_mask"][idx, :L],
+                        labels=enc["labels"][idx, :L])
+            out.loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            opt.zero_grad(set_to_none=True)
+            bar.update(1)
+            bar.set_postfix(loss=f"{out.loss.item():.3f}", refresh=False)
+    bar.close()
+    model.eval()
+    return model
+
+
+def _key(world, cfg: TinyConfig, kind: str) -> str:
+    blob = json.dumps({"world": world.digest(), "cfg": cfg.to_dict(), "kind": kind, "v": BUILDER_VERSION}, sort_keys=True)
+    return f"{kind}-{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
+
+
+def _tokenizer_for(world, cfg: TinyConfig, root: Path):
+    from transformers import AutoTokenizer
+
+    d = root / _key(world, cfg, "tokenizer")
+    if not (d / "tokenizer_config.json").exists():
+        tok = train_tokenizer(world.corpus(), cfg.vocab_size)
+        with atomic_dir(d, overwrite=True) as tmp:
+            tok.save_pretrained(tmp)
+    return AutoTokenizer.from_pretrained(d)
+
+
+def build_or_load(world, kind: str = "target", cfg: TinyConfig | None = None, *, progress: bool = True,
+                  rebuild: bool = False):
+    """Return ``(model, tokenizer)`` for ``kind`` in {"target", "retain"}, training once and caching.
+
+    ``target`` is trained on every QA of the world (forget included); ``retain`` on everything but
+    the forget split (TOFU's retain model, the reference for forget quality). Holdout people are in
+    neither. The returned model is in eval mode; the cached files are never modified afterwards.
+    """
+    from transformers import AutoModelForCausalLM
+
+    if kind not in ("target", "retain"):
+        raise ValueError(f"unknown model kind {kind!r}; valid: 'target', 'retain'")
+    if cfg is None:
+        cfg = QUICK_TINY if world.config.n_people <= 24 else TinyConfig()
+    root = cache_root()
+    tok = _tokenizer_for(world, cfg, root)
+    d = root / _key(world, cfg, kind)
+    if rebuild or not (d / "config.json").exists():
+        t0 = time.perf_counter()
+        pairs = world.training_pairs(include_forget=(kind == "target"))
+        model = train_tiny(pairs, tok, cfg, progress=progress, desc=f"building {kind} model")
+        with atomic_dir(d, overwrite=True) as tmp:
+            model.save_pretrained(tmp)
+            tok.save_pretrained(tmp)
+            atomic_write_json(tmp / "unlearnkit.json", {"world": world.config.to_dict(), "world_digest": world.digest(),
+                                                         "tiny": cfg.to_dict(), "kind": kind,
+                                                         "train_seconds": time.perf_counter() - t0})
+    model = AutoModelForCausalLM.from_pretrained(d)
+    model.eval()
+    model.name_or_path = str(d)
+    return model, tok
+
+
+def target_model(world, cfg: TinyConfig | None = None, **kw):
+    """The tiny model trained on all of ``world`` (forget split included). Built once, then cached."""
+    return build_or_load(world, "target", cfg, **kw)
+
+
+def retain_model(world, cfg: TinyConfig | None = None, **kw):
+    """The tiny model trained without the forget split (TOFU's retain model). Built once, then cached."""
+    return build_or_load(world, "retain", cfg, **kw)

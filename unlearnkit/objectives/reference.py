@@ -1,0 +1,106 @@
+"""The reference model pi_ref without a copy of the model.
+
+Two providers with one interface (``seq_logprob``, ``logprobs``, ``hidden``), each taking a part
+name and a batch part and returning tensors with no gradient:
+
+* :class:`CachedReference`: computed once, before training, by the original weights, for every
+  row of the parts an objective needs; looked up by the part's ``index``. Costs no model copy; its
+  memory is what the objective needs (a scalar per row for NPO/DPO; ``L x V`` per row for KL/UNDIAL).
+* :class:`AdapterReference`: under LoRA the frozen base model *is* the reference: the same
+  weights run with the adapter disabled (``model.disable_adapter()``), live.
+
+Never ``deepcopy`` the model for a reference.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..data import select
+from .base import forward, seq_logprob
+
+
+def _quantity(model, part, kind: str) -> torch.Tensor:
+    if kind.startswith("hidden:"):
+        layer = int(kind.split(":", 1)[1])
+        return forward(model, part, hidden=True).hidden_states[layer + 1].float()
+    logits = forward(model, part).logits
+    if kind == "seq_logprob":
+        return seq_logprob(logits, part["labels"])
+    if kind == "logprobs":
+        return torch.log_softmax(logits.float(), -1)
+    raise ValueError(f"unknown reference quantity {kind!r}; valid: seq_logprob, logprobs, hidden:<layer>")
+
+
+class _Base:
+    def seq_logprob(self, name, part):
+        return self.get(name, part, "seq_logprob")
+
+    def logprobs(self, name, part):
+        return self.get(name, part, "logprobs")
+
+    def hidden(self, name, part, layer: int):
+        return self.get(name, part, f"hidden:{layer}")
+
+
+class AdapterReference(_Base):
+    """pi_ref = the peft model with its adapter disabled (no copy, computed live)."""
+
+    def __init__(self, model):
+        if not hasattr(model, "disable_adapter"):
+            raise TypeError("AdapterReference needs a peft model (with disable_adapter())")
+        self.model = model
+
+    @torch.no_grad()
+    def get(self, name, part, kind):
+        with self.model.disable_adapter():
+            return _quantity(self.model, part, kind)
+
+    def __repr__(self):
+        return "AdapterReference(adapter disabled)"
+
+
+class CachedReference(_Base):
+    """pi_ref quantities precomputed by the original model for every row of the needed parts."""
+
+    def __init__(self, store: dict):
+        self.store = store  # (part, kind) -> tensor (N, ...) on CPU
+
+    @classmethod
+    @torch.no_grad()
+    def build(cls, model, data: dict, needs, batch_size: int = 32, dtype=torch.float32):
+        """Run ``model`` once over ``data[part]`` (encoded splits) for each ``(part, kind)`` in ``needs``."""
+        store = {}
+        was_training = model.training
+        model.eval()
+        device = next(model.parameters()).device
+        for name, kind in sorted(needs):
+            enc = data[name]
+            n, L = enc["input_ids"].shape
+            chunks = []
+            for s in range(0, n, batch_size):
+                part = select(enc, torch.arange(s, min(n, s + batch_size)))
+                part = {k: v.to(device) for k, v in part.items()}
+                q = _quantity(model, part, kind).to("cpu", dtype)
+                if q.dim() >= 2 and q.shape[1] < L:  # pad back to the split's full length
+                    pad = torch.zeros((q.shape[0], L - q.shape[1], *q.shape[2:]), dtype=q.dtype)
+                    q = torch.cat([q, pad], 1)
+                chunks.append(q)
+            store[(name, kind)] = torch.cat(chunks)
+        model.train(was_training)
+        return cls(store)
+
+    def get(self, name, part, kind):
+        key = (name, kind)
+        if key not in self.store:
+            raise KeyError(f"reference quantity {key} was not cached; cached: {sorted(self.store)}")
+        t = self.store[key][part["index"].cpu()]
+        if t.dim() >= 2:
+            t = t[:, : part["input_ids"].shape[1]]
+        return t.to(part["input_ids"].device)
+
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self.store.values())
+
+    def __repr__(self):
+        return f"CachedReference({', '.join(f'{k[0]}:{k[1]}' for k in self.store)}; {self.nbytes() / 2**20:.1f} MiB)"

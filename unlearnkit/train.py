@@ -1,0 +1,318 @@
+"""The unlearning loop: any registered objective, full fine-tuning or LoRA, on ``accelerate``.
+
+``unlearn(model, tokenizer, forget, retain, method="ga", steps=30)`` trains a *new* model object
+(the one passed in is never modified, in memory or on disk) and records **probes** every
+``probe_every`` steps on a fixed probe set: where the target answer's probability mass went.
+
+Scaling: the loop uses :class:`accelerate.Accelerator`; run the same script with
+``accelerate launch`` (DDP / FSDP / DeepSpeed configs) and batches are sharded across processes
+with no code change. Probes are recorded on the main process.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .data import encode_pairs, select
+from .io import atomic_dir, atomic_write_json, manifest
+from .objectives import AdapterReference, CachedReference, ObjectiveContext, get_objective
+from .registry import Param, resolve_params
+
+#: hyperparameters of the loop itself (the objective's come from its registry entry)
+LOOP_PARAMS = {
+    "steps": Param(20, "optimizer steps", low=1),
+    "lr": Param(1e-4, "learning rate (AdamW)", low=0.0, low_open=True),
+    "batch_size": Param(8, "forget examples per step (per process)", low=1),
+    "retain_batch_size": Param(8, "retain examples per step", low=1),
+    "weight_decay": Param(0.01, "AdamW weight decay", low=0.0),
+    "warmup_steps": Param(0, "linear warm-up steps", low=0),
+    "max_grad_norm": Param(1.0, "gradient clipping norm (0 disables)", low=0.0),
+    "probe_every": Param(1, "record probes every k steps (0 disables)", low=0),
+    "probe_size": Param(8, "forget examples in the probe set (retain probes: the same number)", low=1),
+    "max_new_tokens": Param(48, "generation length of the probes' greedy answers (tokens)", low=1),
+    "seed": Param(0, "seed for data order, sampling and initialisation"),
+}
+
+PROBE_QUANTITIES = ("target", "paraphrase", "perturbed", "belief", "initial_belief", "entropy")
+
+
+class DivergedError(RuntimeError):
+    """The loss or the gradient became NaN/inf."""
+
+
+@dataclass
+class UnlearnResult:
+    """What :func:`unlearn` returns.
+
+    ``model``: the unlearned model (a new object). ``probes``: tidy trajectory, one row per
+    (step, split, id, quantity) with ``value`` (sequence probability of that answer, i.e. its
+    probability *mass*; or mean predictive entropy in nats for ``quantity == "entropy"``),
+    ``prob_norm`` (length-normalized probability, TOFU's), ``text`` (the greedy answer for
+    ``belief`` rows). ``log``: loss parts per step. ``stopped``: why training stopped early (None
+    if it ran all steps).
+    """
+
+    model: object
+    tokenizer: object
+    method: str
+    hparams: dict
+    probes: pd.DataFrame
+    log: pd.DataFrame
+    manifest: dict = field(default_factory=dict)
+    stopped: str | None = None
+
+    def summary(self) -> pd.DataFrame:
+        """Mean probe values per (step, split, quantity): the trajectory at a glance."""
+        return self.probes.groupby(["step", "split", "quantity"], as_index=False)["value"].mean()
+
+    def save(self, path: str | Path, overwrite: bool = False) -> Path:
+        """Write model, tokenizer, probes.csv, log.csv and run.json to a new folder, atomically."""
+        with atomic_dir(path, overwrite=overwrite) as tmp:
+            self.model.save_pretrained(tmp)
+            self.tokenizer.save_pretrained(tmp)
+            self.probes.to_csv(tmp / "probes.csv", index=False)
+            self.log.to_csv(tmp / "log.csv", index=False)
+            atomic_write_json(tmp / "run.json", {"method": self.method, "hparams": self.hparams,
+                                                 "stopped": self.stopped, "manifest": self.manifest})
+        return Path(path)
+
+    def __repr__(self) -> str:
+        last = self.log.iloc[-1] if len(self.log) else None
+        tail = f", final loss {last['loss']:.4g}" if last is not None else ""
+        stop = f", stopped: {self.stopped}" if self.stopped else ""
+        return f"UnlearnResult(method={self.method!r}, steps={len(self.log)}{tail}, probes={len(self.probes)} rows{stop})"
+
+
+# -- data -----------------------------------------------------------------------------------------
+
+def _encode_split(tokenizer, data, answer_column="answer", answers=None):
+    answers = list(data[answer_column]) if answers is None else answers
+    enc = encode_pairs(tokenizer, data["question"], answers)
+    enc["index"] = torch.arange(len(answers))
+    return enc
+
+
+def _check_data(name, data, required=("question", "answer")):
+    if data is None:
+        return
+    cols = set(getattr(data, "column_names", []) or [])
+    missing = [c for c in required if c not in cols]
+    if missing:
+        raise ValueError(f"{name} data lacks field(s) {missing}; it has {sorted(cols)}")
+    if len(data) == 0:
+        raise ValueError(f"{name} data is empty")
+
+
+def _idk_answers(n: int, bank: list[str], seed: int) -> list[str]:
+    rng = np.random.default_rng(seed)
+    return [bank[i] for i in rng.integers(0, len(bank), size=n)]
+
+
+# -- probes ---------------------------------------------------------------------------------------
+
+@torch.no_grad()
+def probe(model, tokenizer, data, *, split: str = "forget", step: int = 0, initial_beliefs=None,
+          max_new_tokens: int = 48) -> pd.DataFrame:
+    """Probe ``model`` on ``data``: mass on target / paraphrase / perturbed / greedy / initial answers.
+
+    Returns tidy rows (see :class:`UnlearnResult`). ``initial_beliefs`` are the greedy answers at
+    step 0 (scored again at every step, so one can see the model's own earlier belief lose or gain mass).
+    """
+    from .metrics.scoring import generate, score_answers
+
+    qs = list(data["question"])
+    ids = list(data["id"]) if "id" in data.column_names else list(range(len(qs)))
+    greedy = generate(model, tokenizer, qs, max_new_tokens=max_new_tokens)
+    groups = {"target": [[a] for a in data["answer"]], "belief": [[g or "."] for g in greedy]}
+    if "paraphrased_answer" in data.column_names:
+        groups["paraphrase"] = [[a] for a in data["paraphrased_answer"]]
+    if "perturbed_answer" in data.column_names:
+        groups["perturbed"] = list(data["perturbed_answer"])
+    if initial_beliefs is not None:
+        groups["initial_belief"] = [[g or "."] for g in initial_beliefs]
+    names = list(groups)
+    lists = [[a for name in names for a in groups[name][i]] for i in range(len(qs))]
+    scored = score_answers(model, tokenizer, qs, lists, entropy=True)
+    rows = []
+    for i, sc in enumerate(scored):
+        k = 0
+        for name in names:
+            m = len(groups[name][i])
+            seq_p = np.exp(sc["logprob"][k:k + m])
+            row = {"step": step, "split": split, "id": ids[i], "quantity": name,
+                   "value": float(seq_p.mean()), "prob_norm": float(sc["prob"][k:k + m].mean()),
+                   "text": greedy[i] if name == "belief" else None}
+            rows.append(row)
+            if name == "target":
+                rows.append({"step": step, "split": split, "id": ids[i], "quantity": "entropy",
+                             "value": float(sc["entropy"][k]), "prob_norm": np.nan, "text": None})
+            k += m
+    return pd.DataFrame(rows)
+
+
+# -- the loop -------------------------------------------------------------------------------------
+
+def _wrap_lora(model, lora):
+    from .models.loading import wrap_lora
+
+    return wrap_lora(model, lora)
+
+
+def unlearn(model, tokenizer, forget, retain=None, method: str = "ga", *, lora=None, idk=None,
+            probe_data=None, retain_probe_data=None, progress: bool = True, output_dir=None,
+            **hparams) -> UnlearnResult:
+    """Unlearn ``forget`` from a copy of ``model`` with the objective ``method``.
+
+    Parameters: ``forget``/``retain``: ``datasets.Dataset`` with ``question`` and ``answer``
+    (TOFU format). ``method``: a name from :func:`list_objectives`. ``lora``: None (full
+    fine-tuning), True (default adapter) or a dict / ``peft.LoraConfig``. ``idk``: list of refusal
+    strings or a file, for IDK objectives (default: the kit's bank). ``hparams``: the loop's
+    (``steps``, ``lr``, ``batch_size``, ``seed``, ``probe_every``...) and the objective's
+    (``beta``, ``alpha``...), validated with errors naming the parameter and its range.
+    ``output_dir``: if given, the result is saved there (a new folder, written atomically).
+    """
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    from tqdm.auto import tqdm
+
+    obj = get_objective(method)
+    loop_hp = resolve_params("unlearn", LOOP_PARAMS, {k: v for k, v in hparams.items() if k in LOOP_PARAMS})
+    obj_hp = obj.resolve(**{k: v for k, v in hparams.items() if k not in LOOP_PARAMS})
+    req = obj.requirements(obj_hp)
+    _check_data("forget", forget)
+    if "retain" in req.parts or "retain_idk" in req.parts:
+        if retain is None:
+            raise ValueError(f"objective {method!r} needs retain data (alpha={obj_hp.get('alpha')}); pass retain=... "
+                             "or set alpha=0 where the objective allows it")
+        _check_data("retain", retain)
+    seed = loop_hp["seed"]
+    set_seed(seed)
+
+    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    # the user's model is never touched: train a copy (under LoRA the adapter goes on the copy)
+    work = copy.deepcopy(model)
+    work.train()
+    if lora:
+        work = _wrap_lora(work, lora)
+
+    # encode every split once
+    data = {"forget": _encode_split(tokenizer, forget)}
+    if "retain" in req.parts or "retain_idk" in req.parts:
+        data["retain"] = _encode_split(tokenizer, retain)
+    if "forget_idk" in req.parts or "retain_idk" in req.parts:
+        from .objectives.idk import load_idk
+
+        bank = load_idk(idk)
+        if "forget_idk" in req.parts:
+            data["forget_idk"] = _encode_split(tokenizer, forget, answers=_idk_answers(len(forget), bank, seed))
+        if "retain_idk" in req.parts:
+            data["retain_idk"] = _encode_split(tokenizer, retain, answers=_idk_answers(len(retain), bank, seed + 1))
+
+    # the reference model, without a copy
+    ref = None
+    if req.ref:
+        if lora:
+            ref = AdapterReference(work)
+        else:
+            ref = CachedReference.build(work, data, req.ref)
+
+    params = [p for p in work.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=loop_hp["lr"], weight_decay=loop_hp["weight_decay"])
+    warm = loop_hp["warmup_steps"]
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm) if warm else 1.0)
+    n_forget = len(forget)
+    loader = torch.utils.data.DataLoader(range(n_forget), batch_size=min(loop_hp["batch_size"], n_forget),
+                                         shuffle=True, generator=torch.Generator().manual_seed(seed), drop_last=False)
+    work, opt, loader, sched = accelerator.prepare(work, opt, loader, sched)
+    dev = accelerator.device
+    g = torch.Generator().manual_seed(seed + 1 + accelerator.process_index)
+    ctx = ObjectiveContext(hp=obj_hp, ref=ref, tokenizer=tokenizer, generator=g, data=data)
+
+    # probes
+    probe_every = loop_hp["probe_every"]
+    pf = probe_data if probe_data is not None else forget.select(range(min(loop_hp["probe_size"], n_forget)))
+    pr = retain_probe_data
+    if pr is None and retain is not None:
+        pr = retain.select(range(min(loop_hp["probe_size"], len(retain))))
+    probes, logs, initial = [], [], {}
+
+    def record(step):
+        if not probe_every or not accelerator.is_main_process:
+            return
+        m = accelerator.unwrap_model(work)
+        for split, d in (("forget", pf), ("retain", pr)):
+            if d is None:
+                continue
+            df = probe(m, tokenizer, d, split=split, step=step, initial_beliefs=initial.get(split),
+                       max_new_tokens=loop_hp["max_new_tokens"])
+            if split not in initial:
+                initial[split] = list(df[df.quantity == "belief"].text)
+                df = pd.concat([df, df[df.quantity == "belief"].assign(quantity="initial_belief", text=None)])
+            probes.append(df)
+        m.train()
+
+    record(0)
+    steps = loop_hp["steps"]
+    stopped = None
+    bar = tqdm(total=steps, desc=f"unlearn[{obj.name}]", disable=not progress or not accelerator.is_main_process,
+               leave=False)
+    step = 0
+    it = iter(loader)
+    while step < steps:
+        try:
+            idx = next(it)
+        except StopIteration:
+            it = iter(loader)
+            idx = next(it)
+        idx = torch.as_tensor(idx)
+        # retain rows are drawn at random each step; retain_idk is row-aligned with retain
+        r_idx = torch.randint(0, len(data["retain"]["index"]), (loop_hp["retain_batch_size"],), generator=g) \
+            if "retain" in data else None
+        batch = {name: {k: v.to(dev) for k, v in select(data[name], idx.cpu() if name.startswith("forget") else r_idx).items()}
+                 for name in req.parts}
+        ctx.step = step
+        loss, parts = obj(work, batch, ctx)
+        if not torch.isfinite(loss):
+            stopped = f"loss became {loss.item()} at step {step}; the model keeps the weights of step {step}"
+            break
+        accelerator.backward(loss)
+        gn = accelerator.clip_grad_norm_(params, loop_hp["max_grad_norm"]) if loop_hp["max_grad_norm"] > 0 else None
+        gn = float(gn) if gn is not None else math.nan
+        if loop_hp["max_grad_norm"] > 0 and not math.isfinite(gn):
+            opt.zero_grad(set_to_none=True)
+            stopped = f"gradient norm became {gn} at step {step}; update skipped"
+            break
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        step += 1
+        logs.append({"step": step, "loss": float(loss.detach()), "grad_norm": gn, "lr": sched.get_last_lr()[0], **parts})
+        bar.update(1)
+        bar.set_postfix(loss=f"{logs[-1]['loss']:.3f}", refresh=False)
+        if probe_every and (step % probe_every == 0 or step == steps):
+            record(step)
+    bar.close()
+    if stopped:
+        warnings.warn(f"unlearn[{obj.name}] stopped early: {stopped}", RuntimeWarning, stacklevel=2)
+        record(step)
+    final = accelerator.unwrap_model(work)
+    final.eval()
+    final.name_or_path = f"{obj.name}({getattr(model, 'name_or_path', None) or type(model).__name__})"
+    result = UnlearnResult(
+        model=final, tokenizer=tokenizer, method=obj.name, hparams={**loop_hp, **obj_hp},
+        probes=pd.concat(probes, ignore_index=True) if probes else pd.DataFrame(),
+        log=pd.DataFrame(logs), stopped=stopped,
+        manifest=manifest(seed=seed, method=obj.name, lora=bool(lora), n_forget=n_forget,
+                          n_retain=len(retain) if retain is not None else 0,
+                          base_model=getattr(model, "name_or_path", None)))
+    if output_dir is not None:
+        result.save(output_dir)
+    return result

@@ -1,0 +1,7 @@
+"""The miniature world (generator) and loaders for TOFU-format data."""
+
+from .generator import ATTRIBUTES, QUICK, TEMPLATES, World, WorldConfig, make_world
+from .loaders import DataError, load_tofu, qa_dataset, validate_rows
+
+__all__ = ["ATTRIBUTES", "QUICK", "TEMPLATES", "World", "WorldConfig", "make_world", "DataError",
+           "load_tofu", "qa_dataset", "validate_rows"]

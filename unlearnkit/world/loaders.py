@@ -1,0 +1,122 @@
+"""Load TOFU-format question/answer data from a path (JSON, JSONL or parquet) or the hub.
+
+TOFU rows have ``question`` and ``answer``; ``*_perturbed`` files add ``paraphrased_answer`` and a
+list ``perturbed_answer``; Real Authors / World Facts rows add ``original_answer``. Rows are
+validated at the boundary: a missing field or an empty answer raises :class:`DataError` naming the
+file and the row.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+REQUIRED = ("question", "answer")
+
+
+class DataError(ValueError):
+    """Bad input data; the message names the file, the row and the field."""
+
+
+def _read_rows(path: Path) -> list[dict]:
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        import pandas as pd
+
+        return pd.read_parquet(path).to_dict("records")
+    text = path.read_text(encoding="utf-8")
+    stripped = text.lstrip()
+    if suffix == ".json" and stripped.startswith("["):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}: not valid JSON ({e})") from None
+        if not all(isinstance(r, dict) for r in data):
+            raise DataError(f"{path}: expected a list of objects")
+        return data
+    rows = []
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}, line {lineno}: not valid JSON ({e.msg})") from None
+        if not isinstance(obj, dict):
+            raise DataError(f"{path}, line {lineno}: expected a JSON object, got {type(obj).__name__}")
+        rows.append(obj)
+    return rows
+
+
+def validate_rows(rows: list[dict], source: str, required: tuple[str, ...] = REQUIRED) -> list[dict]:
+    """Check every row has non-empty string ``question``/``answer`` (and list-typed perturbations)."""
+    if not rows:
+        raise DataError(f"{source}: no rows")
+    for i, r in enumerate(rows):
+        for f in required:
+            if f not in r:
+                raise DataError(f"{source}, row {i}: missing field {f!r} (fields present: {', '.join(sorted(r))})")
+            v = r[f]
+            if not isinstance(v, str) or not v.strip():
+                raise DataError(f"{source}, row {i}: field {f!r} is empty or not a string: {v!r}")
+        if "perturbed_answer" in r:
+            p = r["perturbed_answer"]
+            if isinstance(p, str):
+                r["perturbed_answer"] = [p]
+            elif not isinstance(p, (list, tuple)) or not all(isinstance(x, str) and x.strip() for x in p) or not p:
+                raise DataError(f"{source}, row {i}: 'perturbed_answer' must be a non-empty list of strings")
+            else:
+                r["perturbed_answer"] = list(p)
+    return rows
+
+
+def load_tofu(path_or_name: str | Path, split: str | None = None, *, task_id: str | None = None):
+    """Load TOFU-format data as a ``datasets.Dataset``.
+
+    ``path_or_name``: a file, a folder (then ``split`` names the file, e.g. ``"forget01_perturbed"``),
+    or a hub dataset name such as ``"locuslab/TOFU"`` (then ``split`` is its config name; needs hub
+    access). ``task_id`` keeps the rows of one task group (the closer-look continual setting).
+    """
+    from datasets import Dataset
+
+    p = Path(path_or_name).expanduser()
+    if p.is_dir():
+        if split is None:
+            files = sorted(x.name for x in p.iterdir() if x.suffix in (".json", ".jsonl", ".parquet"))
+            raise DataError(f"{p} is a folder: pass split=<file stem>; found: {', '.join(files)}")
+        cands = [p / f"{split}{ext}" for ext in (".json", ".jsonl", ".parquet")]
+        found = [c for c in cands if c.exists()]
+        if not found:
+            stems = sorted({x.stem for x in p.iterdir() if x.suffix in (".json", ".jsonl", ".parquet")})
+            raise DataError(f"{p}: no file for split {split!r}; available splits: {', '.join(stems)}")
+        p = found[0]
+    if p.is_file():
+        rows = validate_rows(_read_rows(p), str(p))
+    elif "/" in str(path_or_name) and not str(path_or_name).startswith((".", "/", "~")):
+        try:
+            from datasets import load_dataset
+
+            ds = load_dataset(str(path_or_name), split or "forget10", split="train")
+        except Exception as e:  # offline, or no such dataset
+            raise DataError(f"could not load {path_or_name!r} (split {split!r}) from the hub or a path: {e}") from None
+        rows = validate_rows([dict(r) for r in ds], f"{path_or_name}:{split}")
+    else:
+        raise FileNotFoundError(f"no TOFU data at {p}: not a file or folder")
+    if task_id is not None:
+        rows = [r for r in rows if str(r.get("task_id")) == str(task_id)]
+        if not rows:
+            raise DataError(f"{p}: no rows with task_id={task_id!r}")
+    for i, r in enumerate(rows):
+        r.setdefault("id", i)
+    return Dataset.from_list(rows)
+
+
+def qa_dataset(questions: list[str], answers: list[str], **columns):
+    """A generic QA ``Dataset`` from Python lists (validated like files)."""
+    from datasets import Dataset
+
+    rows = [{"question": q, "answer": a, **{k: v[i] for k, v in columns.items()}} for i, (q, a) in enumerate(zip(questions, answers))]
+    validate_rows(rows, "qa_dataset")
+    for i, r in enumerate(rows):
+        r.setdefault("id", i)
+    return Dataset.from_list(rows)
