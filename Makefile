@@ -12,6 +12,7 @@ export TRANSFORMERS_VERBOSITY = error
 export HF_HUB_DISABLE_PROGRESS_BARS = 1
 export HF_HUB_OFFLINE = 1
 export PYTHONHASHSEED = 0
+export UNLEARNKIT_CACHE ?= $(CURDIR)/.cache
 
 .PHONY: setup demo test lab bench lint clean browser-deps
 
