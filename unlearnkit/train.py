@@ -216,6 +216,12 @@ def unlearn(model, tokenizer, forget, retain=None, method: str = "ga", *, lora=N
         if "retain_idk" in req.parts:
             data["retain_idk"] = _encode_split(tokenizer, retain, answers=_idk_answers(len(retain), bank, seed + 1))
 
+    if "forget_alt" in req.parts:  # a preferred alternative answer per forget row (plain DPO)
+        fld = obj_hp.get("preferred_field", "perturbed_answer")
+        _check_data("forget", forget, ("question", fld))
+        alts = [a[0] if isinstance(a, list) else a for a in forget[fld]]
+        data["forget_alt"] = _encode_split(tokenizer, forget, answers=alts)
+
     # the reference model, without a copy
     ref = None
     if req.ref:
@@ -234,7 +240,8 @@ def unlearn(model, tokenizer, forget, retain=None, method: str = "ga", *, lora=N
     work, opt, loader, sched = accelerator.prepare(work, opt, loader, sched)
     dev = accelerator.device
     g = torch.Generator().manual_seed(seed + 1 + accelerator.process_index)
-    ctx = ObjectiveContext(hp=obj_hp, ref=ref, tokenizer=tokenizer, generator=g, data=data)
+    ctx = ObjectiveContext(hp=obj_hp, ref=ref, tokenizer=tokenizer, generator=g, data=data,
+                           raw={"forget": forget, "retain": retain})
 
     # probes
     probe_every = loop_hp["probe_every"]

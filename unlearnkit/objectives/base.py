@@ -29,8 +29,9 @@ from ..registry import Param, Registry, resolve_params
 
 OBJECTIVES: Registry[Objective] = Registry("objective")
 
-#: the parts a batch can carry
-PARTS = ("forget", "retain", "forget_idk", "retain_idk")
+#: the parts a batch can carry. forget_idk / forget_alt are row-aligned with forget (IDK answer / the
+#: first entry of the field named by the objective's ``preferred_field`` hyperparameter), retain_idk with retain.
+PARTS = ("forget", "retain", "forget_idk", "retain_idk", "forget_alt")
 
 
 @dataclass(frozen=True)
@@ -112,7 +113,8 @@ class ObjectiveContext:
     state: dict = field(default_factory=dict)
     tokenizer: Any = None
     generator: torch.Generator | None = None
-    data: dict = field(default_factory=dict)  # encoded splits, for objectives that re-sample (BS-S)
+    data: dict = field(default_factory=dict)  # encoded splits (part name -> tensors), see train.py
+    raw: dict = field(default_factory=dict)  # the datasets themselves ("forget", "retain"), e.g. for BS-S prompts
 
 
 # -- shared primitives ------------------------------------------------------------------------------
