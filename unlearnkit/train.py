@@ -73,6 +73,22 @@ class UnlearnResult:
         """Mean probe values per (step, split, quantity): the trajectory at a glance."""
         return self.probes.groupby(["step", "split", "quantity"], as_index=False)["value"].mean()
 
+    def squeeze_summary(self, split: str = "forget") -> pd.DataFrame:
+        """Per answer kind: mean mass at the start, its peak (and step), and at the end.
+
+        The squeezing effect reads off this table: the target's mass falls while a paraphrase or
+        the model's other beliefs *gain* mass (peak > start) before everything collapses.
+        """
+        s = self.summary()
+        s = s[(s.split == split) & (s.quantity != "entropy")]
+        rows = []
+        for q, g in s.groupby("quantity", sort=False):
+            g = g.sort_values("step")
+            peak = g.loc[g.value.idxmax()]
+            rows.append({"quantity": q, "start": g.value.iloc[0], "peak": peak.value, "peak_step": int(peak.step),
+                         "end": g.value.iloc[-1]})
+        return pd.DataFrame(rows).set_index("quantity")
+
     def save(self, path: str | Path, overwrite: bool = False) -> Path:
         """Write model, tokenizer, probes.csv, log.csv and run.json to a new folder, atomically."""
         with atomic_dir(path, overwrite=overwrite) as tmp:

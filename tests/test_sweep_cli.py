@@ -1,0 +1,43 @@
+"""Resumable sweeps and the command line."""
+
+import pytest
+
+from unlearnkit import sweep as sweep_mod
+from unlearnkit.cli import main as cli
+
+
+def test_interrupted_sweep_resumes_without_redoing(quick_world, tiny, tmp_path, monkeypatch):
+    model, tok = tiny
+    configs = sweep_mod.grid(method=["ga", "graddiff"], steps=2, probe_every=0)
+    out = tmp_path / "sweep"
+    real_unlearn = __import__("unlearnkit.train", fromlist=["unlearn"]).unlearn
+    calls = []
+
+    def flaky(*a, **kw):
+        calls.append(kw["method"])
+        if kw["method"] == "graddiff" and len(calls) == 2:
+            raise KeyboardInterrupt  # the user stops the sweep during the second run
+        return real_unlearn(*a, **kw)
+
+    monkeypatch.setattr("unlearnkit.train.unlearn", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        sweep_mod.sweep(model, tok, quick_world.forget, quick_world.retain, configs, out, progress=False)
+    finished = sorted(p.name for p in out.iterdir() if p.is_dir())
+    assert len(finished) == 1 and finished[0].startswith("ga-")
+    mtime = (out / finished[0] / "summary.csv").stat().st_mtime
+    df = sweep_mod.sweep(model, tok, quick_world.forget, quick_world.retain, configs, out, progress=False)
+    assert calls == ["ga", "graddiff", "graddiff"]  # ga was not redone
+    assert (out / finished[0] / "summary.csv").stat().st_mtime == mtime
+    assert set(df.method) == {"ga", "graddiff"} and (out / "results.csv").exists()
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+
+
+def test_cli_list_and_run(tmp_path, capsys, tiny):
+    assert cli(["list"]) == 0
+    assert "graddiff" in capsys.readouterr().out
+    out = tmp_path / "run"
+    assert cli(["run", "--quick", "--method", "ga", "--steps", "2", "--set", "probe_every=0", "--out", str(out)]) == 0
+    assert (out / "config.json").exists()
+    with pytest.raises(ValueError, match="valid range"):
+        cli(["run", "--quick", "--method", "graddiff", "--set", "alpha=-1", "--out", str(tmp_path / "bad")])
+    assert not (tmp_path / "bad").exists()

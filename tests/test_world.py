@@ -1,0 +1,90 @@
+"""The miniature world and the TOFU-format loaders."""
+
+import json
+
+import pytest
+
+from unlearnkit import load_tofu, make_world
+from unlearnkit.world import DataError, WorldConfig, qa_dataset
+
+
+def test_same_seed_same_world_byte_for_byte():
+    a, b = make_world(seed=3, quick=True), make_world(seed=3, quick=True)
+    assert a.table.to_json() == b.table.to_json()
+    assert a.digest() == b.digest()
+    assert make_world(seed=4, quick=True).digest() != a.digest()
+
+
+def test_splits_have_tofu_fields_and_ground_truth(quick_world):
+    w = quick_world
+    for name in ("forget", "retain", "holdout", "world_facts"):
+        ds = w.split(name)
+        assert len(ds) > 0
+        for col in ("question", "answer", "paraphrased_answer", "perturbed_answer", "person", "attribute", "value"):
+            assert col in ds.column_names
+    row = w.forget[0]
+    assert row["value"] in row["answer"] and row["value"] in row["paraphrased_answer"]
+    assert row["answer"] != row["paraphrased_answer"]
+    assert len(row["perturbed_answer"]) >= 3
+    assert all(row["value"] not in p.replace(row["person"], "") for p in row["perturbed_answer"])
+    # forget people are 10% of people and appear nowhere else
+    people = {s: set(w.split(s)["person"]) for s in ("forget", "retain", "holdout")}
+    assert len(people["forget"]) == round(0.1 * w.config.n_people)
+    assert not people["forget"] & people["retain"] and not people["holdout"] & people["retain"]
+
+
+def test_training_pairs_exclude_forget_for_retain_model(quick_world):
+    full = quick_world.training_pairs(include_forget=True)
+    ret = quick_world.training_pairs(include_forget=False)
+    forget_q = set(quick_world.forget["question"])
+    assert any(q in forget_q for q, _ in full)
+    assert not any(q in forget_q for q, _ in ret)
+    holdout_q = set(quick_world.holdout["question"])
+    assert not any(q in holdout_q for q, _ in full)
+
+
+def test_bad_config_named():
+    with pytest.raises(ValueError, match="forget_fraction"):
+        WorldConfig(forget_fraction=1.5)
+    with pytest.raises(ValueError, match="unknown attribute"):
+        WorldConfig(attributes=("birthplace", "shoe_size"))
+
+
+def test_load_tofu_real_files(tofu_dir):
+    ds = load_tofu(tofu_dir, "forget01_perturbed")
+    assert len(ds) == 400 and len(ds[0]["perturbed_answer"]) == 5
+    one = load_tofu(tofu_dir / "forget01_perturbed.json", task_id="1")
+    assert len(one) == 40
+    wf = load_tofu(tofu_dir, "world_facts_perturbed")
+    assert "original_answer" in wf.column_names
+
+
+def test_load_tofu_formats(tmp_path):
+    rows = [{"question": "Q1?", "answer": "A1."}, {"question": "Q2?", "answer": "A2."}]
+    (tmp_path / "a.json").write_text(json.dumps(rows))
+    (tmp_path / "b.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    import pandas as pd
+
+    pd.DataFrame(rows).to_parquet(tmp_path / "c.parquet")
+    for f in ("a.json", "b.jsonl", "c.parquet"):
+        ds = load_tofu(tmp_path / f)
+        assert ds["answer"] == ["A1.", "A2."]
+
+
+def test_bad_data_names_file_row_and_field(tmp_path):
+    f = tmp_path / "bad.jsonl"
+    f.write_text('{"question": "Q?", "answer": "A."}\n{"question": "Q2?"}\n')
+    with pytest.raises(DataError, match=r"bad.jsonl, row 1: missing field 'answer'"):
+        load_tofu(f)
+    f.write_text('{"question": "Q?", "answer": "  "}\n')
+    with pytest.raises(DataError, match=r"row 0: field 'answer' is empty"):
+        load_tofu(f)
+    f.write_text('{"answer": "A"}\n')
+    with pytest.raises(DataError, match="missing field 'question'"):
+        load_tofu(f)
+    with pytest.raises(DataError, match="available splits"):
+        load_tofu(tmp_path, "forget99")
+    with pytest.raises(FileNotFoundError, match="no TOFU data"):
+        load_tofu(tmp_path / "nope.json")
+    with pytest.raises(DataError, match="empty"):
+        qa_dataset(["Q?"], [""])

@@ -1,0 +1,125 @@
+"""A thin command line over the same functions the notebooks call.
+
+    unlearnkit list                                  # objectives, metrics, suites
+    unlearnkit run --method npo --set beta=0.1 --steps 20 --quick --out runs/npo
+    unlearnkit evaluate --model runs/npo --metrics tofu --quick
+    unlearnkit evaluate --model path/to/hf-model --tofu ../shared/data/tofu --metrics probability rouge
+    unlearnkit sweep --methods ga npo --seeds 0 1 --quick --out runs/sweep   # resumable
+
+Multi-GPU: ``accelerate launch -m unlearnkit.cli run ...`` (the loop is built on accelerate).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import sys
+
+
+def _value(text: str):
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def _sets(pairs) -> dict:
+    out = {}
+    for p in pairs or []:
+        if "=" not in p:
+            raise SystemExit(f"--set expects name=value, got {p!r}")
+        k, v = p.split("=", 1)
+        out[k.strip()] = _value(v.strip())
+    return out
+
+
+def _data(args):
+    import unlearnkit as uk
+
+    if args.tofu:
+        return None, {"forget": uk.load_tofu(args.tofu, args.forget_split),
+                      "retain": uk.load_tofu(args.tofu, "retain_perturbed")}
+    world = uk.make_world(seed=args.world_seed, quick=args.quick)
+    return world, {"forget": world.forget, "retain": world.retain, "world_facts": world.world_facts}
+
+
+def _model(args, world):
+    import unlearnkit as uk
+
+    if args.model:
+        return uk.load_model(args.model)
+    if world is None:
+        raise SystemExit("--model is required with --tofu (the tiny model only knows the miniature world)")
+    return uk.target_model(world)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="unlearnkit", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--model", help="HF model folder or hub name (default: the tiny target model)")
+    common.add_argument("--tofu", help="folder of TOFU-format files (default: the miniature world)")
+    common.add_argument("--forget-split", default="forget01_perturbed")
+    common.add_argument("--quick", action="store_true", help="the small world used by tests")
+    common.add_argument("--world-seed", type=int, default=0)
+    sub.add_parser("list", help="registered objectives, metrics and suites")
+    r = sub.add_parser("run", parents=[common], help="unlearn, evaluate and save")
+    r.add_argument("--method", default="ga")
+    r.add_argument("--steps", type=int)
+    r.add_argument("--lr", type=float)
+    r.add_argument("--seed", type=int)
+    r.add_argument("--lora", action="store_true")
+    r.add_argument("--set", nargs="*", metavar="NAME=VALUE", help="objective / loop hyperparameters")
+    r.add_argument("--out", required=True, help="new folder for the unlearned model and results")
+    e = sub.add_parser("evaluate", parents=[common], help="evaluate a model")
+    e.add_argument("--metrics", nargs="+", default=["tofu"])
+    e.add_argument("--out", help="CSV file for the tidy table")
+    s = sub.add_parser("sweep", parents=[common], help="resumable sweep over methods and seeds")
+    s.add_argument("--methods", nargs="+", default=["ga"])
+    s.add_argument("--seeds", nargs="+", type=int, default=[0])
+    s.add_argument("--set", nargs="*", metavar="NAME=VALUE")
+    s.add_argument("--out", required=True)
+    args = ap.parse_args(argv)
+
+    import unlearnkit as uk
+
+    if args.cmd == "list":
+        from unlearnkit.metrics import SUITES
+
+        print("objectives:", ", ".join(uk.list_objectives()))
+        print("metrics:   ", ", ".join(uk.list_metrics()))
+        print("suites:    ", ", ".join(SUITES))
+        return 0
+    world, data = _data(args)
+    model, tok = _model(args, world)
+    if args.cmd == "run":
+        hp = _sets(args.set)
+        for k in ("steps", "lr", "seed"):
+            if getattr(args, k) is not None:
+                hp[k] = getattr(args, k)
+        res = uk.unlearn(model, tok, data["forget"], data.get("retain"), method=args.method, lora=args.lora or None,
+                         output_dir=args.out, **hp)
+        print(res)
+        print(uk.summarize(uk.evaluate(res.model, tok, data, ["probability", "rouge"])).to_string(index=False))
+        return 0
+    if args.cmd == "evaluate":
+        ref = uk.retain_model(world) if world is not None and not args.model else None
+        df = uk.evaluate(model, tok, data, args.metrics, reference=ref)
+        if args.out:
+            from unlearnkit.io import atomic_write_text
+
+            atomic_write_text(args.out, df.to_csv(index=False))
+        print(uk.summarize(df).to_string(index=False))
+        return 0
+    if args.cmd == "sweep":
+        from unlearnkit.sweep import grid, sweep
+
+        configs = [{**c, **_sets(args.set)} for c in grid(method=args.methods, seed=args.seeds)]
+        df = sweep(model, tok, data["forget"], data.get("retain"), configs, args.out)
+        print(df.to_string(index=False))
+        return 0
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
