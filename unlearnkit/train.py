@@ -38,6 +38,7 @@ LOOP_PARAMS = {
     "probe_every": Param(1, "record probes every k steps (0 disables)", low=0),
     "probe_size": Param(8, "forget examples in the probe set (retain probes: the same number)", low=1),
     "max_new_tokens": Param(48, "generation length of the probes' greedy answers (tokens)", low=1),
+    "token_probes": Param(True, "also record token-level probes (top-k next tokens, greedy-answer entropies)"),
     "seed": Param(0, "seed for data order, sampling and initialisation"),
 }
 
@@ -54,9 +55,11 @@ class UnlearnResult:
 
     ``model``: the unlearned model (a new object). ``probes``: tidy trajectory, one row per
     (step, split, id, quantity) with ``value`` (sequence probability of that answer, i.e. its
-    probability *mass*; or mean predictive entropy in nats for ``quantity == "entropy"``),
+    probability *mass*, summed over the answers of that kind, e.g. all perturbed answers; or mean
+    predictive entropy in nats for ``quantity == "entropy"``),
     ``prob_norm`` (length-normalized probability, TOFU's), ``text`` (the greedy answer for
-    ``belief`` rows). ``log``: loss parts per step. ``stopped``: why training stopped early (None
+    ``belief`` rows). ``token_probes``: the token-level view on forget probes (see
+    :func:`token_probe`), recorded at the same steps. ``log``: loss parts per step. ``stopped``: why training stopped early (None
     if it ran all steps).
     """
 
@@ -68,6 +71,7 @@ class UnlearnResult:
     log: pd.DataFrame
     manifest: dict = field(default_factory=dict)
     stopped: str | None = None
+    token_probes: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def summary(self) -> pd.DataFrame:
         """Mean probe values per (step, split, quantity): the trajectory at a glance."""
@@ -95,6 +99,7 @@ class UnlearnResult:
             self.model.save_pretrained(tmp)
             self.tokenizer.save_pretrained(tmp)
             self.probes.to_csv(tmp / "probes.csv", index=False)
+            self.token_probes.to_csv(tmp / "token_probes.csv", index=False)
             self.log.to_csv(tmp / "log.csv", index=False)
             atomic_write_json(tmp / "run.json", {"method": self.method, "hparams": self.hparams,
                                                  "stopped": self.stopped, "manifest": self.manifest})
@@ -164,13 +169,67 @@ def probe(model, tokenizer, data, *, split: str = "forget", step: int = 0, initi
             m = len(groups[name][i])
             seq_p = np.exp(sc["logprob"][k:k + m])
             row = {"step": step, "split": split, "id": ids[i], "quantity": name,
-                   "value": float(seq_p.mean()), "prob_norm": float(sc["prob"][k:k + m].mean()),
+                   "value": float(seq_p.sum()), "prob_norm": float(sc["prob"][k:k + m].mean()),
                    "text": greedy[i] if name == "belief" else None}
             rows.append(row)
             if name == "target":
                 rows.append({"step": step, "split": split, "id": ids[i], "quantity": "entropy",
                              "value": float(sc["entropy"][k]), "prob_norm": np.nan, "text": None})
             k += m
+    return pd.DataFrame(rows)
+
+
+@torch.no_grad()
+def token_probe(model, tokenizer, data, *, split: str = "forget", step: int = 0, top_k: int = 8,
+                positions: int = 4, greedy=None) -> pd.DataFrame:
+    """Token-level view of where the mass goes, for the first ``positions`` answer tokens.
+
+    Rows with ``kind == "topk"``: teacher-forced on the target answer, the ``top_k`` most likely
+    next tokens at answer position ``position`` (``rank`` 0 = most likely) plus the target token
+    itself (``is_target``; its rank may exceed ``top_k``), with ``prob``. Rows with
+    ``kind == "greedy"`` (if ``greedy`` answers are given): each token of the greedy answer with its
+    probability and the predictive entropy (nats) of the distribution it was drawn from.
+    Columns: step, split, id, kind, position, rank, token_id, token, prob, entropy, is_target.
+    """
+    from .data import encode_pairs
+    from .metrics.scoring import score_pairs
+
+    qs = list(data["question"])
+    ids = list(data["id"]) if "id" in data.column_names else list(range(len(qs)))
+    enc = encode_pairs(tokenizer, qs, data["answer"])
+    dev = next(model.parameters()).device
+    was = model.training
+    model.eval()
+    logits = model(input_ids=enc["input_ids"].to(dev), attention_mask=enc["attention_mask"].to(dev)).logits.float()
+    model.train(was)
+    probs = torch.softmax(logits[:, :-1], -1).cpu()
+    labels = enc["labels"][:, 1:]
+    rows = []
+    for i in range(len(qs)):
+        pos = torch.nonzero(labels[i] != -100).flatten()[:positions]
+        for j, t in enumerate(pos.tolist()):
+            p = probs[i, t]
+            tgt = int(labels[i, t])
+            top = torch.topk(p, top_k)
+            tgt_rank = int((p > p[tgt]).sum())
+            cand = list(zip(top.indices.tolist(), range(top_k)))
+            if tgt_rank >= top_k:
+                cand.append((tgt, tgt_rank))
+            for tid, rank in cand:
+                rows.append({"step": step, "split": split, "id": ids[i], "kind": "topk", "position": j, "rank": rank,
+                             "token_id": tid, "token": tokenizer.decode([tid]), "prob": float(p[tid]),
+                             "entropy": np.nan, "is_target": tid == tgt})
+    if greedy is not None:
+        answers = [g if g else "." for g in greedy]
+        sc = score_pairs(model, tokenizer, qs, answers, token_level=True)
+        genc = encode_pairs(tokenizer, qs, answers)
+        for i in range(len(qs)):
+            toks = genc["labels"][i][genc["labels"][i] != -100].tolist()
+            for j, tid in enumerate(toks):
+                rows.append({"step": step, "split": split, "id": ids[i], "kind": "greedy", "position": j, "rank": -1,
+                             "token_id": tid, "token": tokenizer.decode([tid]),
+                             "prob": float(np.exp(sc["token_logprobs"][i][j])),
+                             "entropy": float(sc["token_entropy"][i][j]), "is_target": False})
     return pd.DataFrame(rows)
 
 
@@ -265,7 +324,7 @@ def unlearn(model, tokenizer, forget, retain=None, method: str = "ga", *, lora=N
     pr = retain_probe_data
     if pr is None and retain is not None:
         pr = retain.select(range(min(loop_hp["probe_size"], len(retain))))
-    probes, logs, initial = [], [], {}
+    probes, token_rows, logs, initial = [], [], [], {}
 
     def record(step):
         if not probe_every or not accelerator.is_main_process:
@@ -280,6 +339,9 @@ def unlearn(model, tokenizer, forget, retain=None, method: str = "ga", *, lora=N
                 initial[split] = list(df[df.quantity == "belief"].text)
                 df = pd.concat([df, df[df.quantity == "belief"].assign(quantity="initial_belief", text=None)])
             probes.append(df)
+            if loop_hp["token_probes"] and split == "forget":
+                token_rows.append(token_probe(m, tokenizer, d, split=split, step=step,
+                                              greedy=list(df[df.quantity == "belief"].text)))
         m.train()
 
     record(0)
@@ -333,6 +395,7 @@ def unlearn(model, tokenizer, forget, retain=None, method: str = "ga", *, lora=N
         model=final, tokenizer=tokenizer, method=obj.name, hparams={**loop_hp, **obj_hp},
         probes=pd.concat(probes, ignore_index=True) if probes else pd.DataFrame(),
         log=pd.DataFrame(logs), stopped=stopped,
+        token_probes=pd.concat(token_rows, ignore_index=True) if token_rows else pd.DataFrame(),
         manifest=manifest(seed=seed, method=obj.name, lora=bool(lora), n_forget=n_forget,
                           n_retain=len(retain) if retain is not None else 0,
                           base_model=getattr(model, "name_or_path", None)))
