@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 
 from unlearnkit import evaluate, list_metrics, summarize
-from unlearnkit.metrics import aggregate_truth_ratio, forget_quality_value, harmonic_mean, rouge_recall, truth_ratio_raw
+from unlearnkit.metrics import (
+    aggregate_truth_ratio,
+    forget_quality_value,
+    harmonic_mean,
+    rouge_recall,
+    truth_ratio_raw,
+)
 from unlearnkit.world import DataError
 
 

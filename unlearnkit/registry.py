@@ -8,8 +8,9 @@ method or metric by a plain string (``"npo"``, ``"truth_ratio"``). Unknown names
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Generic, Iterator, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
