@@ -19,8 +19,9 @@ Register with :func:`objective`; look up with :func:`get_objective`; list with
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -194,7 +195,20 @@ RETAIN_PARAMS = {
     "alpha": Param(1.0, "weight of the retain term (0 disables it)", low=0.0),
     "retain_loss_type": Param("nll", "retain regularizer: NLL on retain answers, or KL(pi_ref||pi) on retain",
                               choices=("nll", "kl")),
+    "kl_positions": Param("attended", "positions the KL retain term averages over (retain_loss_type='kl' only): "
+                          "'attended' (question + answer, no padding; the kit's default), 'answer' (answer tokens + "
+                          "EOS only), 'all' (every position of the padded batch, padding included: the "
+                          "OpenUnlearning/TOFU anchors' batchmean over B*L)", choices=("attended", "answer", "all")),
 }
+
+
+def with_defaults(params: dict[str, Param], **defaults) -> dict[str, Param]:
+    """A copy of ``params`` with other defaults (e.g. a source's ``alpha``), docs and ranges kept."""
+    out = dict(params)
+    for k, v in defaults.items():
+        p = out[k]
+        out[k] = Param(v, p.doc, p.low, p.high, p.low_open, p.high_open, p.choices)
+    return out
 
 
 def retain_requirements(hp: dict, parts=("forget",), ref=()) -> Requirements:
@@ -214,7 +228,15 @@ def retain_term(model, batch, ctx) -> torch.Tensor:
     logits = forward(model, part).logits
     if ctx.hp.get("retain_loss_type", "nll") == "kl":
         ref_lp = ctx.ref.logprobs("retain", part)
-        return kl_ref_to_model(logits, ref_lp, part["attention_mask"].bool())
+        where = ctx.hp.get("kl_positions", "attended")
+        if where == "all":
+            mask = None
+        elif where == "answer":
+            mask = part["labels"][:, 1:] != -100  # positions that predict an answer token
+            mask = torch.cat([mask, torch.zeros_like(mask[:, :1])], 1)
+        else:
+            mask = part["attention_mask"].bool()
+        return kl_ref_to_model(logits, ref_lp, mask)
     return nll(logits, part["labels"])
 
 
@@ -229,3 +251,107 @@ def compose(forget_loss: torch.Tensor, model, batch, ctx, extra: dict | None = N
         parts["retain"] = float(r.detach())
     parts.update(extra or {})
     return loss, parts
+
+
+# -- more shared primitives: preference losses, position masks, layer activations ------------------
+
+def npo_forget_loss(logratio: torch.Tensor, beta: float) -> torch.Tensor:
+    """NPO's forget term ``-(2/beta) * mean_batch log sigmoid(-beta * logratio)``.
+
+    ``logratio``: ``(B,)`` ``log pi_theta(y|x) - log pi_ref(y|x)`` (sequence sums). Its gradient is
+    a GA gradient reweighted by ``2 * sigmoid(beta * logratio)``: as beta -> 0 it becomes GA on the
+    summed log-prob; once the forget answer is much less likely than under the reference, it fades.
+    """
+    return -(2.0 / beta) * F.logsigmoid(-beta * logratio).mean()
+
+
+def preference_loss(margin: torch.Tensor, beta: float, scale: float = 2.0) -> torch.Tensor:
+    """DPO-style ``-(scale/beta) * mean_batch log sigmoid(beta * margin)`` for a ``(B,)`` margin
+    (preferred minus dispreferred log-ratio). ``scale=2`` for DPO/IdkDPO/NPO, ``1`` for [CL]'s AP."""
+    return -(scale / beta) * F.logsigmoid(beta * margin).mean()
+
+
+def position_mask(part: dict[str, torch.Tensor], mode: str = "answer", length: int | None = None):
+    """Which shifted positions enter a per-position loss, and the token each one predicts.
+
+    Returns ``(mask (B, L-1) bool, targets (B, L-1) long)`` aligned with ``logits[:, :-1]``.
+    ``mode``: ``"answer"``: positions predicting an answer token or the EOS (labels != -100);
+    ``"attended"``: positions predicting any attended token (question and answer, no padding),
+    target = the next input token; ``"all"``: every position of the padded batch, padding included,
+    target = the next input token (what [CL]'s ``mask=false`` ME and OpenUnlearning's UNDIAL average
+    over; the latter's ``-100`` one-hot wrap-around is *not* reproduced).
+    """
+    ids, labels = part["input_ids"], part["labels"]
+    if mode == "answer":
+        lb = labels[:, 1:]
+        return lb != -100, lb.clamp_min(0)
+    nxt = ids[:, 1:]
+    if mode == "attended":
+        return part["attention_mask"][:, 1:].bool(), nxt
+    if mode == "all":
+        return torch.ones_like(nxt, dtype=torch.bool), nxt
+    raise ValueError(f"unknown position mode {mode!r}; valid: answer, attended, all")
+
+
+class _StopForward(Exception):
+    pass
+
+
+def _unwrap(model):
+    while hasattr(model, "module") and isinstance(model.module, torch.nn.Module):
+        model = model.module  # DDP / accelerate wrappers
+    if hasattr(model, "get_base_model"):
+        model = model.get_base_model()  # peft: LoRA layers are injected in place, hooks still see them
+    return model
+
+
+def decoder_layers(model) -> torch.nn.ModuleList:
+    """The list of decoder blocks of a causal LM (Llama/Mistral/Qwen ``model.layers``, GPT-2
+    ``transformer.h``, GPT-NeoX ``gpt_neox.layers``...), through peft and DDP wrappers."""
+    m = _unwrap(model)
+    for path in ("model.layers", "layers", "transformer.h", "gpt_neox.layers", "model.decoder.layers",
+                 "transformer.layers"):
+        obj = m
+        for a in path.split("."):
+            obj = getattr(obj, a, None)
+            if obj is None:
+                break
+        if isinstance(obj, torch.nn.ModuleList):
+            return obj
+    raise TypeError(f"could not find the decoder layers of {type(m).__name__} (looked for model.layers, "
+                    "transformer.h, gpt_neox.layers...)")
+
+
+def check_layer(model, layer: int) -> int:
+    """``layer`` as a valid index into :func:`decoder_layers` (negative counts from the end)."""
+    n = len(decoder_layers(model))
+    if not -n <= layer < n:
+        raise ValueError(f"layer={layer} is out of range: the model has {n} decoder layers "
+                         f"(valid range: [{-n}, {n - 1}], negative counts from the end)")
+    return layer % n
+
+
+def layer_output(model, part: dict[str, torch.Tensor], layer: int, stop: bool = True) -> torch.Tensor:
+    """Residual-stream output of decoder layer ``layer`` (the module ``layers[layer]``): ``(B, L, d)``.
+
+    Captured with a forward hook, as RMU's official code does (for the last layer this differs from
+    ``hidden_states[-1]``, which HF takes *after* the final norm). With ``stop`` the forward stops
+    right after that layer: later layers and the LM head cost nothing.
+    """
+    layers = decoder_layers(model)
+    layer = check_layer(model, layer)
+    box = {}
+
+    def hook(module, args, out):
+        box["h"] = out[0] if isinstance(out, (tuple, list)) else out
+        if stop:
+            raise _StopForward
+
+    handle = layers[layer].register_forward_hook(hook)
+    try:
+        forward(model, part)
+    except _StopForward:
+        pass
+    finally:
+        handle.remove()
+    return box["h"]

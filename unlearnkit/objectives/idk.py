@@ -23,7 +23,7 @@ def load_idk(source=None) -> list[str]:
             raise FileNotFoundError(f"idk file {p} does not exist")
         text, name = p.read_text(encoding="utf-8"), str(p)
     bank = []
-    for i, line in enumerate(text.splitlines(), 1):
+    for line in text.splitlines():
         s = line.strip()
         if not s:
             continue

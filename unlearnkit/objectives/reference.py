@@ -17,13 +17,13 @@ from __future__ import annotations
 import torch
 
 from ..data import select
-from .base import forward, seq_logprob
+from .base import forward, layer_output, seq_logprob
 
 
 def _quantity(model, part, kind: str) -> torch.Tensor:
-    if kind.startswith("hidden:"):
+    if kind.startswith("hidden:"):  # output of decoder layer <layer> (negative counts from the end)
         layer = int(kind.split(":", 1)[1])
-        return forward(model, part, hidden=True).hidden_states[layer + 1].float()
+        return layer_output(model, part, layer).float()
     logits = forward(model, part).logits
     if kind == "seq_logprob":
         return seq_logprob(logits, part["labels"])
@@ -33,6 +33,10 @@ def _quantity(model, part, kind: str) -> torch.Tensor:
 
 
 class _Base:
+    #: True when quantities are computed on demand by the reference weights (any input works);
+    #: False when they were cached before training (only the cached rows of the cached parts).
+    live = False
+
     def seq_logprob(self, name, part):
         return self.get(name, part, "seq_logprob")
 
@@ -46,6 +50,8 @@ class _Base:
 class AdapterReference(_Base):
     """pi_ref = the peft model with its adapter disabled (no copy, computed live)."""
 
+    live = True
+
     def __init__(self, model):
         if not hasattr(model, "disable_adapter"):
             raise TypeError("AdapterReference needs a peft model (with disable_adapter())")
@@ -53,8 +59,13 @@ class AdapterReference(_Base):
 
     @torch.no_grad()
     def get(self, name, part, kind):
-        with self.model.disable_adapter():
-            return _quantity(self.model, part, kind)
+        was = self.model.training
+        self.model.eval()  # the reference never runs dropout
+        try:
+            with self.model.disable_adapter():
+                return _quantity(self.model, part, kind)
+        finally:
+            self.model.train(was)
 
     def __repr__(self):
         return "AdapterReference(adapter disabled)"
