@@ -1,5 +1,42 @@
-"""Plots and (later) widgets that make squeezing and entropy visible."""
+"""Plots and widgets that make squeezing and entropy visible.
 
-from .plots import LABELS, PALETTE, plot_split_bars, plot_trajectory, save, setup
+Static plots (:mod:`.plots`) return matplotlib figures; the tables behind them are pure functions
+(:mod:`.tables`); the widgets (:mod:`.widgets`) replay the probes recorded by
+:func:`unlearnkit.unlearn` and render headless.
+"""
 
-__all__ = ["LABELS", "PALETTE", "plot_split_bars", "plot_trajectory", "save", "setup"]
+from .plots import (
+    LABELS,
+    PALETTE,
+    plot_answer_distribution,
+    plot_entropy_strip,
+    plot_method_trajectories,
+    plot_metric_table,
+    plot_split_bars,
+    plot_token_view,
+    plot_tradeoff,
+    plot_trajectory,
+    plot_where_mass_goes,
+    save,
+    setup,
+)
+from .tables import (
+    answer_distribution,
+    entropy_view,
+    greedy_tokens,
+    mean_answer_distribution,
+    misreport_table,
+    moving_positions,
+    probe_steps,
+    tag_tokens,
+    token_entropy_value,
+    token_view,
+    tradeoff_table,
+)
+from .widgets import EntropyExplorer, SqueezeExplorer
+
+__all__ = ["LABELS", "PALETTE", "EntropyExplorer", "SqueezeExplorer", "answer_distribution", "entropy_view",
+           "greedy_tokens", "mean_answer_distribution", "misreport_table", "moving_positions", "plot_answer_distribution",
+           "plot_entropy_strip", "plot_method_trajectories", "plot_metric_table", "plot_split_bars",
+           "plot_token_view", "plot_tradeoff", "plot_trajectory", "plot_where_mass_goes", "probe_steps", "save",
+           "setup", "tag_tokens", "token_entropy_value", "token_view", "tradeoff_table"]

@@ -1,0 +1,382 @@
+"""Pure functions that turn recorded probes into the tables the widgets and plots draw.
+
+Everything here reads :class:`~unlearnkit.train.UnlearnResult` tables (``probes``,
+``token_probes``) and the probe data (rows with ``id``, ``question``, ``answer`` and, where
+present, ``paraphrased_answer`` / ``perturbed_answer``); nothing here runs a model, except
+:func:`misreport_table`, which evaluates a model with the kit's own metrics.
+
+**Not double counting.** The probes score the target, the paraphrase, the perturbed answers, the
+model's greedy answer before unlearning (``initial_belief``) and its greedy answer at the current
+step (``belief``). The greedy answers are often *the same text* as the target or the paraphrase
+(before GA the model says the target; after GA it says the paraphrase). :func:`answer_distribution`
+compares texts and counts each distinct answer once, so that "everything else" =
+``1 - Σ distinct masses`` (clipped at 0) is a real probability.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+
+#: the kinds of answer, in display order
+KINDS = ("target", "paraphrase", "perturbed", "initial_belief", "belief", "other")
+#: token tags of the token-level view, in priority order (a token continuing several answers
+#: gets the first tag that applies)
+TOKEN_TAGS = ("target", "paraphrase", "belief", "perturbed", "other")
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+
+def _norm(text) -> str:
+    """Answer texts are compared after stripping and collapsing whitespace (the probes strip too)."""
+    if not isinstance(text, str):
+        return ""
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def _as_list(v) -> list[str]:
+    if v is None:
+        return []
+    if isinstance(v, str):
+        return [v]
+    try:
+        return [x for x in v if isinstance(x, str)]
+    except TypeError:
+        return []
+
+
+def rows_by_id(data) -> dict:
+    """``{id: row dict}`` of a ``datasets.Dataset``, a DataFrame or a list of dicts (with ``id``;
+    rows without one are numbered 0, 1, ... as the probes do)."""
+    if data is None:
+        return {}
+    if isinstance(data, pd.DataFrame):
+        recs = data.to_dict("records")
+    elif hasattr(data, "column_names"):
+        recs = [dict(zip(data.column_names, vals)) for vals in zip(*(data[c] for c in data.column_names))]
+    else:
+        recs = [dict(r) for r in data]
+    return {r.get("id", i): r for i, r in enumerate(recs)}
+
+
+def probe_steps(probes: pd.DataFrame, split: str = "forget") -> list[int]:
+    """The steps at which probes were recorded for ``split`` (sorted)."""
+    if probes is None or len(probes) == 0:
+        return []
+    return sorted(int(s) for s in probes.loc[probes.split == split, "step"].unique())
+
+
+def nearest_step(steps, step) -> int:
+    """The recorded step closest to ``step`` (ties: the earlier one)."""
+    steps = list(steps)
+    if not steps:
+        raise ValueError("no probe steps recorded (was unlearn run with probe_every=0?)")
+    return min(steps, key=lambda s: (abs(s - step), s))
+
+
+def _values(probes, qid, step, split):
+    d = probes[(probes.split == split) & (probes.id == qid) & (probes.step == step)]
+    if d.empty:
+        raise KeyError(f"no probes for question id {qid!r} at step {step} ({split}); "
+                       f"recorded steps: {probe_steps(probes, split)}")
+    val = {q: float(v) for q, v in zip(d.quantity, d.value)}
+    text = d.loc[d.quantity == "belief", "text"]
+    return val, (text.iloc[0] if len(text) else None)
+
+
+# -- sequence level --------------------------------------------------------------------------------
+
+def answer_distribution(probes: pd.DataFrame, data, qid, step: int, *, split: str = "forget",
+                        before_step: int | None = None) -> pd.DataFrame:
+    """Where one question's probability mass is, before (``before_step``, default the first
+    recorded step) and at ``step``: one row per kind of answer in :data:`KINDS`.
+
+    Columns: ``kind``, ``text`` (the answer; for ``perturbed`` the wrong answers joined by " | "),
+    ``before``, ``after`` (sequence probability mass), ``same_as`` (the kind this answer
+    duplicates, e.g. the greedy answer *is* the paraphrase; missing if distinct) and ``counted``
+    (whether its mass enters the sum that defines ``other``). ``other`` = ``1 - Σ`` counted masses,
+    clipped at 0. ``before`` of the current greedy answer is NaN unless it duplicates an answer
+    that was scored before (the probes score it only under the model of its own step), and
+    ``other``'s ``before`` then still contains it.
+
+    ``data``: the probe rows (for the answers' texts); matched on ``id``.
+    """
+    steps = probe_steps(probes, split)
+    before_step = steps[0] if before_step is None else before_step
+    rows = rows_by_id(data)
+    if qid not in rows:
+        raise KeyError(f"question id {qid!r} is not in the data given ({len(rows)} rows)")
+    row = rows[qid]
+    v0, greedy0 = _values(probes, qid, before_step, split)
+    v1, greedy1 = _values(probes, qid, step, split)
+    texts = {"target": _norm(row.get("answer")), "paraphrase": "", "perturbed": ""}
+    paraphrases = [_norm(t) for t in _as_list(row.get("paraphrased_answer"))]
+    perturbed = [_norm(t) for t in _as_list(row.get("perturbed_answer"))]
+    texts["paraphrase"] = " | ".join(paraphrases)
+    texts["perturbed"] = " | ".join(perturbed)
+    texts["initial_belief"] = _norm(greedy0)
+    texts["belief"] = _norm(greedy1)
+
+    def duplicate_of(text, earlier):
+        if not text:
+            return None
+        if text == texts["target"]:
+            return "target"
+        if text in paraphrases and "paraphrase" in v1:
+            return "paraphrase"
+        if text in perturbed and "perturbed" in v1:
+            return "perturbed"
+        if "initial_belief" in earlier and text == texts["initial_belief"]:
+            return "initial_belief"
+        return None
+
+    same = {"target": None, "paraphrase": None, "perturbed": None}
+    same["initial_belief"] = duplicate_of(texts["initial_belief"], ())
+    same["belief"] = duplicate_of(texts["belief"], ("initial_belief",))
+    # a duplicate of a duplicate points at the original kind
+    if same["belief"] == "initial_belief" and same["initial_belief"] is not None:
+        same["belief"] = same["initial_belief"]
+
+    out = []
+    same = {k: (v if isinstance(v, str) else None) for k, v in same.items()}
+    for kind in KINDS[:-1]:
+        if kind in ("paraphrase", "perturbed") and kind not in v1:
+            continue
+        b = v0.get(kind, np.nan)
+        a = v1.get(kind, np.nan)
+        if kind == "initial_belief":
+            b = v0.get("belief", b)  # at the first step the initial belief is the greedy answer
+        if kind == "belief":
+            src = same["belief"]
+            b = v0.get(src, np.nan) if src is not None else np.nan
+            if src == "initial_belief":
+                b = v0.get("belief", b)
+        out.append({"kind": kind, "text": texts[kind], "before": b, "after": a, "same_as": same[kind],
+                    "counted": same[kind] is None})
+    counted = [r for r in out if r["counted"]]
+    out.append({"kind": "other", "text": "(everything else)",
+                "before": max(0.0, 1.0 - float(np.nansum([r["before"] for r in counted]))),
+                "after": max(0.0, 1.0 - float(np.nansum([r["after"] for r in counted]))),
+                "same_as": None, "counted": True})
+    df = pd.DataFrame(out)
+    df.attrs.update(id=qid, step=int(step), before_step=int(before_step), question=row.get("question"))
+    return df
+
+
+def mean_answer_distribution(probes: pd.DataFrame, data, step: int | str = "last", *,
+                             split: str = "forget") -> pd.DataFrame:
+    """:func:`answer_distribution` averaged over every probe question (at ``step``; ``"last"``:
+    the last recorded step). Duplicated answers count 0 in the mean of the kind they duplicate
+    (their mass is already in it), so the kinds' means still sum to at most 1."""
+    steps = probe_steps(probes, split)
+    s = steps[-1] if step == "last" else nearest_step(steps, int(step))
+    rows = rows_by_id(data)
+    ids = [q for q in dict.fromkeys(probes.loc[(probes.split == split) & (probes.step == s), "id"]) if q in rows]
+    if not ids:
+        raise ValueError("no probe question of this run is in the data given (match on 'id')")
+    frames = []
+    for q in ids:
+        d = answer_distribution(probes, data, q, s, split=split)
+        d.loc[~d.counted, ["before", "after"]] = 0.0
+        frames.append(d.assign(id=q))
+    allq = pd.concat(frames, ignore_index=True)
+    out = allq.groupby("kind", sort=False)[["before", "after"]].mean().reindex(
+        [k for k in KINDS if k in set(allq.kind)]).reset_index()
+    out.attrs.update(step=s, n_questions=len(ids))
+    return out
+
+
+# -- token level -----------------------------------------------------------------------------------
+
+def answer_token_ids(tokenizer, text: str) -> tuple[int, ...]:
+    """Token ids of an answer as the probes see it: the answer prefix, the stripped text, EOS
+    (the same convention as :func:`unlearnkit.data.encode_pairs`)."""
+    from ..data import DEFAULT_FORMAT
+
+    eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    return tuple(tokenizer(DEFAULT_FORMAT.answer_prefix + _norm(text), add_special_tokens=False)["input_ids"] + eos)
+
+
+def tag_tokens(tokenizer, target: str, candidates: dict[str, list[str]], positions: int) -> list[dict[int, str]]:
+    """For each of the first ``positions`` target tokens, ``{token_id: tag}`` of the tokens that
+    *continue* an answer there: at position ``t`` (teacher forcing on the target's first ``t``
+    tokens) token ``v`` continues answer ``c`` if ``c`` starts with the same ``t`` tokens and its
+    next token is ``v``. ``candidates``: ``{"paraphrase": [...], "belief": [...], "perturbed": [...]}``.
+    The target's own token is tagged ``target``; priority follows :data:`TOKEN_TAGS`."""
+    tgt = answer_token_ids(tokenizer, target)
+    encoded = [(tag, answer_token_ids(tokenizer, c)) for tag in TOKEN_TAGS[1:-1]
+               for c in candidates.get(tag, []) if _norm(c)]
+    out = []
+    for t in range(min(positions, len(tgt))):
+        tags = {tgt[t]: "target"}
+        for tag, ids in encoded:
+            if len(ids) > t and ids[:t] == tgt[:t] and ids[t] not in tags:
+                tags[ids[t]] = tag
+        out.append(tags)
+    return out
+
+
+def moving_positions(result, qid, *, max_positions: int = 3, threshold: float = 0.02,
+                     split: str = "forget") -> list[int]:
+    """The answer positions worth looking at: position 0 (where the answer's phrasing is chosen)
+    and the recorded positions where the target token's probability moved by more than
+    ``threshold`` at some step; at most ``max_positions``, in order."""
+    tp = result.token_probes
+    t = tp[(tp.split == split) & (tp.id == qid) & (tp.kind == "topk") & tp.is_target]
+    if t.empty:
+        return [0]
+    p = t.pivot_table(index="step", columns="position", values="prob", aggfunc="first").sort_index()
+    moved = (p - p.iloc[0]).abs().max()
+    keep = [0] + [int(c) for c in p.columns if c != 0 and moved[c] > threshold]
+    return sorted(keep[:max_positions])
+
+
+def token_view(result, data, qid, step: int, *, top_k: int = 5, positions: int | list[int] = 3,
+               before_step: int | None = None, split: str = "forget") -> pd.DataFrame:
+    """Top-``top_k`` next tokens at answer positions (teacher-forced on the target; ``positions``:
+    the first n, or a list of positions, 0-based), before and at ``step``, each tagged target /
+    paraphrase / belief / perturbed / other (:func:`tag_tokens`, beliefs = the greedy answers
+    before and at ``step``).
+
+    One row per (position, token): ``position, token_id, token, tag, before, after`` (next-token
+    probability; NaN where the token was outside that step's recorded top-k), ``is_target``.
+    Tokens are the union of both steps' top ``top_k`` and the target token, sorted by ``before``.
+    """
+    tp = result.token_probes
+    if tp is None or len(tp) == 0 or "kind" not in tp.columns:
+        raise ValueError("this result has no token-level probes: run unlearn(..., token_probes=True)")
+    tp = tp[(tp.split == split) & (tp.id == qid) & (tp.kind == "topk")]
+    steps = sorted(int(s) for s in tp.step.unique())
+    if not steps:
+        raise KeyError(f"no token probes for question id {qid!r}")
+    before_step = steps[0] if before_step is None else before_step
+    row = rows_by_id(data)[qid]
+    _, g0 = _values(result.probes, qid, before_step, split)
+    _, g1 = _values(result.probes, qid, step, split)
+    wanted = list(range(positions)) if isinstance(positions, int) else sorted(int(p) for p in positions)
+    tags = tag_tokens(result.tokenizer, row["answer"],
+                      {"paraphrase": _as_list(row.get("paraphrased_answer")),
+                       "belief": [g for g in (g0, g1) if isinstance(g, str)],
+                       "perturbed": _as_list(row.get("perturbed_answer"))}, max(wanted) + 1 if wanted else 0)
+    b = tp[tp.step == before_step]
+    a = tp[tp.step == step]
+    out = []
+    for pos in [p for p in wanted if p < len(tags)]:
+        bp, ap = b[b.position == pos], a[a.position == pos]
+        keep = set(bp.loc[(bp["rank"] < top_k) | bp.is_target, "token_id"]) | \
+            set(ap.loc[(ap["rank"] < top_k) | ap.is_target, "token_id"])
+        pb = dict(zip(bp.token_id, bp.prob))
+        pa = dict(zip(ap.token_id, ap.prob))
+        names = {**dict(zip(bp.token_id, bp.token)), **dict(zip(ap.token_id, ap.token))}
+        tgt_ids = set(bp.loc[bp.is_target, "token_id"]) | set(ap.loc[ap.is_target, "token_id"])
+        for tid in keep:
+            out.append({"position": pos, "token_id": int(tid), "token": names[tid], "tag": tags[pos].get(tid, "other"),
+                        "before": pb.get(tid, np.nan), "after": pa.get(tid, np.nan), "is_target": tid in tgt_ids})
+    df = pd.DataFrame(out, columns=["position", "token_id", "token", "tag", "before", "after", "is_target"])
+    if len(df):
+        df = df.sort_values(["position", "before", "after"], ascending=[True, False, False],
+                            na_position="last").reset_index(drop=True)
+    df.attrs.update(id=qid, step=int(step), before_step=int(before_step))
+    return df
+
+
+# -- entropy ---------------------------------------------------------------------------------------
+
+def _token_entropy_fallback(tokens) -> float:
+    """Normalized unigram entropy ``H / log2(n)`` of a token list (spec B7); 0 if ``n <= 1``."""
+    from collections import Counter
+
+    n = len(tokens)
+    if n <= 1:
+        return 0.0
+    f = np.array(list(Counter(tokens).values()), dtype=float) / n
+    return float(-(f * np.log2(f)).sum() / np.log2(n))
+
+
+try:  # the metric's own pure function (unlearnkit.metrics.closer_look), so the numbers agree
+    from ..metrics.closer_look import token_entropy_value
+except ImportError:  # pragma: no cover - the metrics module predates it
+    token_entropy_value = _token_entropy_fallback
+
+
+def greedy_tokens(result, qid, step: int, *, split: str = "forget") -> pd.DataFrame:
+    """The greedy answer at ``step`` as tokens: ``position, token_id, token, prob, entropy``
+    (predictive entropy in nats of the distribution each token was drawn from)."""
+    tp = result.token_probes
+    if tp is None or len(tp) == 0 or "kind" not in tp.columns or not (tp.kind == "greedy").any():
+        raise ValueError("this result has no greedy-answer token probes: run unlearn(..., token_probes=True)")
+    g = tp[(tp.split == split) & (tp.id == qid) & (tp.step == step) & (tp.kind == "greedy")]
+    if g.empty:
+        raise KeyError(f"no greedy token probes for question id {qid!r} at step {step}")
+    return g.sort_values("position")[["position", "token_id", "token", "prob", "entropy"]].reset_index(drop=True)
+
+
+def entropy_view(result, qid, step: int, *, split: str = "forget", before_step: int | None = None) -> dict:
+    """Before and at ``step``: the greedy answer (``text``), its tokens with predictive entropy
+    (:func:`greedy_tokens`), its **token entropy** (normalized unigram entropy of
+    ``tokenizer.tokenize(text)``, spec B7, as the ``token_entropy`` metric computes it) and the
+    **mean predictive entropy** over its tokens (nats). Returns ``{"before": {...}, "after": {...}}``."""
+    steps = probe_steps(result.probes, split)
+    before_step = steps[0] if before_step is None else before_step
+    out = {}
+    for name, s in (("before", before_step), ("after", step)):
+        _, text = _values(result.probes, qid, s, split)
+        toks = greedy_tokens(result, qid, s, split=split)
+        text = text if isinstance(text, str) else ""
+        out[name] = {"step": int(s), "text": text, "tokens": toks,
+                     "token_entropy": token_entropy_value(result.tokenizer.tokenize(text) if text else []),
+                     "mean_entropy": float(toks.entropy.mean())}
+    return out
+
+
+# -- comparing models ------------------------------------------------------------------------------
+
+def tradeoff_table(summary: pd.DataFrame, x: str = "forget_quality", y: str = "model_utility") -> pd.DataFrame:
+    """One row per model with the two aggregates ``x`` and ``y`` (from :func:`unlearnkit.summarize`;
+    any split). Models lacking either are dropped."""
+    d = summary[summary.metric.isin((x, y))]
+    t = d.groupby(["model", "metric"], sort=False)["value"].first().unstack("metric")
+    if x not in t.columns or y not in t.columns:
+        raise ValueError(f"the summary needs both {x!r} and {y!r} rows; it has metrics {sorted(set(summary.metric))}")
+    t = t[[x, y]].dropna().reset_index()
+    t.columns.name = None
+    return t
+
+
+def misreport_table(model, tokenizer, data, *, before=None, max_new_tokens: int = 48) -> pd.DataFrame:
+    """Per question: the greedy answer of ``model``, its ROUGE-L recall against the original
+    answer, and whether it still states the fact (``fact_recall``: the true ``value``, a wrong
+    one, a refusal or none), computed with the kit's metrics. ``before``: the model before
+    unlearning, to add its answer and ROUGE (columns suffixed ``_before``).
+
+    ``misreported`` marks rows where ROUGE says "mostly gone" (recall < 0.5, below what the model
+    scored before if ``before`` is given) while the answer still states the true value.
+    """
+    from ..metrics import evaluate
+
+    def one(m):
+        ev = evaluate(m, tokenizer, {"forget": data}, ["rouge", "fact_recall"], progress=False,
+                      max_new_tokens=max_new_tokens)
+        r = ev[ev.metric == "rouge"].set_index("id")
+        f = ev[ev.metric == "fact_recall"].set_index("id")
+        return pd.DataFrame({"answer": r["generation"] if "generation" in r else f["generation"],
+                             "rouge": r["value"], "states": f["label"]})
+
+    rows = rows_by_id(data)
+    now = one(model)
+    out = pd.DataFrame({"id": now.index, "question": [rows[i]["question"] for i in now.index],
+                        "value": [rows[i].get("value") for i in now.index]})
+    if before is not None:
+        b = one(before)
+        out["answer_before"] = b.loc[now.index, "answer"].to_numpy()
+        out["rouge_before"] = b.loc[now.index, "rouge"].to_numpy()
+    out["answer"] = now["answer"].to_numpy()
+    out["rouge"] = now["rouge"].to_numpy()
+    out["states"] = now["states"].to_numpy()
+    low = out["rouge"] < 0.5
+    if before is not None:
+        low &= out["rouge"] < out["rouge_before"]
+    out["misreported"] = low & (out["states"] == "true")
+    return out
