@@ -1,0 +1,131 @@
+"""The exercise checkers: the reference passes, the stub only hints, typical mistakes get a plain message."""
+
+import math
+import re
+from collections import Counter
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+
+from unlearnkit import exercises as ex
+
+
+def stub(*args):
+    raise NotImplementedError
+
+
+@pytest.mark.parametrize("name", ["rest_mass", "states_fact", "token_entropy"])
+def test_reference_functions_pass_and_stubs_only_hint(name, capsys):
+    check = getattr(ex, f"check_{name}")
+    assert check(ex.reference(name)) is True
+    assert "✓" in capsys.readouterr().out
+    assert check(stub) is False
+    assert "not done yet" in capsys.readouterr().out
+
+
+def test_solution_source_is_available_to_instructors():
+    src = ex.solution("token_entropy")
+    assert "def _token_entropy" in src and "log2" in src
+    assert "untargeted" in ex.solution("targeted")
+    with pytest.raises(KeyError, match="no stored reference"):
+        ex.reference("crossover")
+
+
+def test_rest_mass_mistakes():
+    def double_counting(answers):
+        return max(0.0, 1 - sum(m for _, m in answers))
+
+    with pytest.raises(ex.ExerciseError, match="twice"):
+        ex.check_rest_mass(double_counting)
+
+    def exact_texts(answers):  # dedups, but not modulo spaces
+        return max(0.0, 1 - sum(dict(answers).values()))
+
+    with pytest.raises(ex.ExerciseError, match="different spaces"):
+        ex.check_rest_mass(exact_texts)
+
+    def no_clip(answers):
+        seen = {" ".join(t.split()): m for t, m in answers}
+        return 1 - sum(seen.values())
+
+    with pytest.raises(ex.ExerciseError, match="negative"):
+        ex.check_rest_mass(no_clip)
+    with pytest.raises(ex.ExerciseError, match="should be a function"):
+        ex.check_rest_mass(0.3)
+
+
+def test_states_fact_mistakes():
+    with pytest.raises(ex.ExerciseError, match="longer number"):
+        ex.check_states_fact(lambda a, v: v.lower() in a.lower())
+    with pytest.raises(ex.ExerciseError, match="lower case"):
+        ex.check_states_fact(lambda a, v: re.search(rf"\b{v}\b", a) is not None)
+
+
+def test_token_entropy_mistakes():
+    def bits(tokens):
+        n = len(tokens)
+        return 0.0 if n <= 1 else -sum(c / n * math.log2(c / n) for c in Counter(tokens).values())
+
+    with pytest.raises(ex.ExerciseError, match="in bits"):
+        ex.check_token_entropy(bits)
+
+    def no_guard(tokens):
+        n = len(tokens)
+        return -sum(c / n * math.log2(c / n) for c in Counter(tokens).values()) / math.log2(n)
+
+    with pytest.raises(ex.ExerciseError, match="divides by zero"):
+        ex.check_token_entropy(no_guard)
+
+    def natural(tokens):  # natural log, normalized by log(n): the same number, accepted
+        n = len(tokens)
+        return 0.0 if n <= 1 else -sum(c / n * math.log(c / n) for c in Counter(tokens).values()) / math.log(n)
+
+    assert ex.check_token_entropy(natural)
+
+
+def test_targeted(capsys):
+    assert ex.check_targeted({k: ... for k in ("ga", "npo", "me", "idk_nll", "idk_ap")}) is False
+    assert ex.check_targeted({"ga": "untargeted"}) is False
+    assert "Still to fill in" in capsys.readouterr().out
+    wrong = dict(ex.reference("targeted"), me="targeted")
+    with pytest.raises(ex.ExerciseError, match="me is untargeted: ME pushes"):
+        ex.check_targeted(wrong)
+    with pytest.raises(ex.ExerciseError, match="write 'targeted'"):
+        ex.check_targeted(dict(ex.reference("targeted"), ga="maybe"))
+    assert ex.check_targeted(ex.reference("targeted"))
+
+
+def fake_result(target, paraphrase):
+    rows = [{"step": s, "split": "forget", "quantity": q, "value": v}
+            for s, (t, p) in enumerate(zip(target, paraphrase)) for q, v in (("target", t), ("paraphrase", p))]
+    return SimpleNamespace(summary=lambda: pd.DataFrame(rows))
+
+
+def test_crossover():
+    res = fake_result([0.6, 0.5, 0.3, 0.1], [0.3, 0.4, 0.6, 0.8])
+    assert ex.check_crossover(res, ...) is False
+    assert ex.check_crossover(res, 2)
+    with pytest.raises(ex.ExerciseError, match="still has more mass"):
+        ex.check_crossover(res, 1)
+    with pytest.raises(ex.ExerciseError, match="first one"):
+        ex.check_crossover(res, 3)
+    with pytest.raises(ex.ExerciseError, match="not a recorded probe step"):
+        ex.check_crossover(res, 7)
+    with pytest.raises(ex.ExerciseError, match="It does happen"):
+        ex.check_crossover(res, None)
+    never = fake_result([0.6, 0.5], [0.3, 0.3])
+    assert ex.check_crossover(never, None)
+    with pytest.raises(ex.ExerciseError, match="never"):
+        ex.check_crossover(never, 1)
+
+
+def test_lowest_token_entropy():
+    s = pd.DataFrame([{"model": m, "split": "forget", "metric": "token_entropy", "value": v}
+                      for m, v in (("GA", 0.9), ("ME", 0.2), ("IDK", 0.8))])
+    assert ex.check_lowest_token_entropy(s, ...) is False
+    assert ex.check_lowest_token_entropy(s, "ME")
+    with pytest.raises(ex.ExerciseError, match="ME is lower"):
+        ex.check_lowest_token_entropy(s, "GA")
+    with pytest.raises(ex.ExerciseError, match="not a model"):
+        ex.check_lowest_token_entropy(s, "NPO")

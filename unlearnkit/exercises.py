@@ -1,0 +1,288 @@
+"""Self-checking exercises of the notebooks.
+
+Each exercise has a ``check_<name>`` function that a notebook's check cell calls with the
+student's answer (a function or a value). It prints a line starting with ✓ when the answer is
+right, raises :class:`ExerciseError` (an ``AssertionError``) saying *in plain words* what is wrong
+when it is not, and only prints a hint while the exercise is still the untouched stub (a
+function raising ``NotImplementedError``, or the placeholder ``...``), so that a notebook runs
+top to bottom before anyone has filled anything in.
+
+Solutions are for instructors: ``reference(name)`` returns the reference function or answer and
+``solution(name)`` its source, so a notebook can run its checks on the solutions with a
+``show_solutions`` parameter (``papermill -p show_solutions True``) without showing them to
+students by default.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import re
+import textwrap
+from collections import Counter
+
+__all__ = ["ExerciseError", "check_rest_mass", "check_crossover", "check_states_fact", "check_token_entropy",
+           "check_targeted", "check_lowest_token_entropy", "reference", "solution", "EXERCISES"]
+
+
+class ExerciseError(AssertionError):
+    """The answer is wrong; the message says why."""
+
+
+def _ok(msg: str) -> bool:
+    print(f"✓ {msg}")
+    return True
+
+
+def _pending(name: str, hint: str) -> bool:
+    print(f"… exercise '{name}' is not done yet. {hint}")
+    return False
+
+
+def _call(name: str, fn, *args):
+    """Call the student's function; a NotImplementedError means 'not done yet' (None is returned)."""
+    if not callable(fn):
+        raise ExerciseError(f"'{name}' should be a function, but it is a {type(fn).__name__}")
+    try:
+        return fn(*args)
+    except NotImplementedError:
+        return NotImplemented
+
+
+# -- reference solutions (instructors: reference(name), solution(name)) ---------------------------
+
+def _rest_mass(answers) -> float:
+    """Mass on everything else: 1 - the sum over *distinct* answer texts, clipped at 0."""
+    seen = {}
+    for text, mass in answers:
+        key = " ".join(str(text).split())
+        seen.setdefault(key, float(mass))
+    return max(0.0, 1.0 - sum(seen.values()))
+
+
+def _states_fact(answer: str, value: str) -> bool:
+    """True if ``answer`` states ``value`` as a whole word (case-insensitive)."""
+    return re.search(rf"(?<!\w){re.escape(value.lower())}(?!\w)", answer.lower()) is not None
+
+
+def _token_entropy(tokens) -> float:
+    """Normalized unigram entropy of a token list: H / log2(n), 0 if n <= 1."""
+    n = len(tokens)
+    if n <= 1:
+        return 0.0
+    h = -sum(c / n * math.log2(c / n) for c in Counter(tokens).values())
+    return h / math.log2(n)
+
+
+_TARGETED = {"ga": "untargeted", "npo": "untargeted", "me": "untargeted", "idk_nll": "targeted",
+             "idk_ap": "targeted"}
+
+_REFERENCE = {"rest_mass": _rest_mass, "states_fact": _states_fact, "token_entropy": _token_entropy,
+              "targeted": _TARGETED}
+
+#: exercise name -> (notebook, one-line task)
+EXERCISES = {
+    "rest_mass": ("01", "mass on 'everything else' from (text, mass) pairs, each distinct answer counted once"),
+    "crossover": ("01", "the first probe step at which the paraphrase carries more mass than the target"),
+    "states_fact": ("01", "does a generated answer still state the fact's value?"),
+    "token_entropy": ("02", "normalized unigram entropy of a generated answer's tokens"),
+    "targeted": ("02", "which objectives are targeted (train towards a chosen answer) and which are not"),
+    "lowest_token_entropy": ("02", "which unlearned model's answers have the lowest token entropy"),
+}
+
+
+def reference(name: str):
+    """The reference solution of exercise ``name`` (a function or an answer); for instructors."""
+    if name not in _REFERENCE:
+        raise KeyError(f"no stored reference for {name!r}; exercises with one: {sorted(_REFERENCE)} "
+                       "(the others are computed from the run: see the check function)")
+    return _REFERENCE[name]
+
+
+def solution(name: str) -> str:
+    """The reference solution's source code (or value), for instructors."""
+    ref = reference(name)
+    if callable(ref):
+        return textwrap.dedent(inspect.getsource(ref))
+    return repr(ref)
+
+
+# -- notebook 01: squeezing ---------------------------------------------------------------------------
+
+def check_rest_mass(fn) -> bool:
+    """``fn(answers) -> float``: ``answers`` is a list of ``(text, mass)`` pairs, where the same text
+    may appear more than once (the greedy answer can *be* the paraphrase); return the mass left
+    for everything else: ``1 - Σ`` over distinct texts (whitespace ignored), clipped at 0."""
+    name = "rest_mass"
+    cases = [
+        ([("Ann was born in Oslo.", 0.6), ("Oslo is the birthplace of Ann.", 0.3)], 0.1,
+         "two distinct answers"),
+        ([("Ann was born in Oslo.", 0.05), ("Oslo is the birthplace of Ann.", 0.8),
+          ("Oslo is the birthplace of Ann.", 0.8)], 0.15,
+         "the greedy answer is the paraphrase"),
+        ([("Ann was born in Oslo.", 0.5), (" Ann was born in  Oslo. ", 0.5), ("Ann was born in Rome.", 0.2)], 0.3,
+         "the same answer with different spaces"),
+        ([("a", 0.7), ("b", 0.6)], 0.0, "masses that add up to more than 1 (rounding)"),
+        ([], 1.0, "no answers at all"),
+    ]
+    for answers, want, what in cases:
+        got = _call(name, fn, list(answers))
+        if got is NotImplemented:
+            return _pending(name, "Replace `raise NotImplementedError` with your code. Hint: keep one mass per "
+                                  "distinct text (a dict keyed by the text, spaces normalized), then 1 - sum, "
+                                  "and never below 0.")
+        if not isinstance(got, (int, float)) or isinstance(got, bool):
+            raise ExerciseError(f"{name} should return a number, got {got!r} for {answers}")
+        if math.isclose(got, want, abs_tol=1e-9):
+            continue
+        naive = 1.0 - sum(m for _, m in answers)
+        if math.isclose(got, naive, abs_tol=1e-9) and naive < 0:
+            raise ExerciseError(f"For {what} your answer is {got:.3g}: a probability cannot be negative. "
+                                "Clip it at 0 (the answers' masses can add up to a little more than 1).")
+        if math.isclose(got, naive, abs_tol=1e-9) or math.isclose(got, max(0.0, naive), abs_tol=1e-9):
+            raise ExerciseError(f"For {what} you returned {got:.3g}, which counts a repeated answer twice. "
+                                f"The same sentence is one event: its mass must be subtracted once (expected {want:.3g}).")
+        raise ExerciseError(f"For {what} ({answers}) the mass on everything else is {want:.3g}, "
+                            f"but your function returned {got:.3g}.")
+    return _ok("rest_mass counts each distinct answer once and never goes below 0.")
+
+
+def _crossover(result, split: str = "forget"):
+    s = result.summary()
+    s = s[s.split == split].pivot_table(index="step", columns="quantity", values="value")
+    over = s.index[s["paraphrase"] > s["target"]]
+    return int(over[0]) if len(over) else None, s
+
+
+def check_crossover(result, answer) -> bool:
+    """``answer``: the first recorded probe step at which the *mean* paraphrase mass exceeds the
+    mean target mass on the forget probes of ``result`` (None if it never does)."""
+    name = "crossover"
+    if answer is ...:
+        return _pending(name, "Set `crossover_step` to a step number (or None if it never happens). Hint: move "
+                              "the explorer's slider, or read result.summary().")
+    want, s = _crossover(result)
+    if answer == want:
+        if want is None:
+            return _ok("Right: in this run the paraphrase never overtakes the target.")
+        row = s.loc[want]
+        return _ok(f"Right: at step {want} the paraphrase has {row['paraphrase']:.3f} and the target "
+                   f"{row['target']:.3f}.")
+    if want is None:
+        raise ExerciseError("In this run the paraphrase never carries more mass than the target: the answer is None.")
+    if answer is None:
+        raise ExerciseError(f"It does happen: look at step {want} and after.")
+    if not isinstance(answer, (int, float)) or answer not in s.index:
+        raise ExerciseError(f"{answer!r} is not a recorded probe step; the recorded steps are {list(s.index)}.")
+    row = s.loc[answer]
+    if row["paraphrase"] <= row["target"]:
+        raise ExerciseError(f"At step {answer} the target still has more mass ({row['target']:.3f}) than the "
+                            f"paraphrase ({row['paraphrase']:.3f}). Look later.")
+    raise ExerciseError(f"At step {answer} the paraphrase is ahead, but it already was at an earlier step: "
+                        "the question asks for the first one.")
+
+
+def check_states_fact(fn) -> bool:
+    """``fn(answer, value) -> bool``: does the generated ``answer`` state ``value``? Case does not
+    matter; the value must appear as a whole word (not inside a longer word or number)."""
+    name = "states_fact"
+    cases = [
+        ("Xarira Haner was born in Stonevale.", "Stonevale", True, "the original phrasing"),
+        ("Stonevale is the birthplace of Xarira Haner.", "Stonevale", True, "a paraphrase"),
+        ("stonevale is where she was born", "Stonevale", True, "lower case"),
+        ("Xarira Haner was born in Glenwick.", "Stonevale", False, "a wrong value"),
+        ("Xarira Haner was born in 19985.", "1998", False, "the value inside a longer number"),
+        ("Xarira Haner was born in 1998.", "1998", True, "a year"),
+        ("I'm not sure about that.", "Stonevale", False, "a refusal"),
+        ("Haner Haner Haner born born", "Stonevale", False, "collapsed output"),
+    ]
+    for answer, value, want, what in cases:
+        got = _call(name, fn, answer, value)
+        if got is NotImplemented:
+            return _pending(name, "Replace `raise NotImplementedError` with your code. Hint: lower-case both, "
+                                  "and match the value as a whole word (re.search with \\b or lookarounds).")
+        if bool(got) != want:
+            if want:
+                raise ExerciseError(f"{what}: {answer!r} does state {value!r}, but your function says it does not.")
+            raise ExerciseError(f"{what}: {answer!r} does not state {value!r}, but your function says it does.")
+    return _ok("states_fact recognises the fact in any phrasing, and only the fact.")
+
+
+# -- notebook 02: entropy ------------------------------------------------------------------------------
+
+def check_token_entropy(fn) -> bool:
+    """``fn(tokens) -> float``: normalized unigram entropy ``H / log2(n)`` of a token list (spec
+    B7); 0 when ``n <= 1``."""
+    name = "token_entropy"
+    cases = [(["a", "a", "b", "c"], 0.75, "['a', 'a', 'b', 'c']"),
+             (list("abcd"), 1.0, "four different tokens"),
+             (["born"] * 6, 0.0, "the same token six times"),
+             (["Paris"], 0.0, "a one-token answer"),
+             ([], 0.0, "an empty answer")]
+    for tokens, want, what in cases:
+        try:
+            got = _call(name, fn, list(tokens))
+        except ZeroDivisionError:
+            raise ExerciseError(f"For {what} your function divides by zero: log2(1) = 0. The token entropy of an "
+                                "answer with 0 or 1 tokens is defined as 0; return it before dividing.") from None
+        except ValueError as e:
+            raise ExerciseError(f"For {what} your function raised ValueError ({e}). Answers of 0 or 1 tokens "
+                                "have token entropy 0 by definition.") from None
+        if got is NotImplemented:
+            return _pending(name, "Replace `raise NotImplementedError` with your code. Hint: count each token "
+                                  "(collections.Counter), f = count / n, H = -Σ f log2 f, return H / log2(n).")
+        if not isinstance(got, (int, float)) or (isinstance(got, float) and math.isnan(got)):
+            raise ExerciseError(f"For {what} your function returned {got!r}, not a number.")
+        if math.isclose(got, want, abs_tol=1e-6):
+            continue
+        if len(tokens) > 1 and math.isclose(got, want * math.log2(len(tokens)), abs_tol=1e-6):
+            raise ExerciseError(f"For {what} you returned {got:.4g}, the entropy H in bits. Normalize it: divide "
+                                "by log2(n), the largest entropy n tokens can have, so the result is in [0, 1].")
+        if len(tokens) > 1 and math.isclose(got, want * math.log(len(tokens)), abs_tol=1e-6):
+            raise ExerciseError(f"For {what} you returned {got:.4g}, the entropy H in nats. Normalize it by "
+                                "log(n) (same base as H) so the result is in [0, 1].")
+        raise ExerciseError(f"For {what} the token entropy is {want:.4g}, but your function returned {got:.4g}.")
+    return _ok("token_entropy matches the definition (and is 0 for repeated or one-token answers).")
+
+
+def check_targeted(answer: dict) -> bool:
+    """``answer``: ``{objective: "targeted" | "untargeted"}`` for ga, npo, me, idk_nll, idk_ap.
+    Targeted objectives train the model towards a chosen answer; untargeted ones only push it
+    away from the forget answers."""
+    name = "targeted"
+    if not isinstance(answer, dict) or not answer or all(v is ... for v in answer.values()):
+        return _pending(name, "Fill in the dict: each objective is 'targeted' or 'untargeted'.")
+    missing = [k for k in _TARGETED if answer.get(k, ...) is ...]
+    if missing:
+        return _pending(name, f"Still to fill in: {missing}.")
+    why = {"ga": "gradient ascent only pushes the forget answer down; it names no answer to give instead",
+           "npo": "NPO only pushes the forget answer down (relative to the reference model)",
+           "me": "ME pushes the prediction towards the uniform distribution: no particular answer",
+           "idk_nll": "IDK trains the model to answer with a refusal from the bank: a chosen answer",
+           "idk_ap": "IDK+AP trains towards a refusal (and keeps retain answers): a chosen answer"}
+    for k, want in _TARGETED.items():
+        got = str(answer[k]).strip().lower()
+        if got not in ("targeted", "untargeted"):
+            raise ExerciseError(f"{k}: write 'targeted' or 'untargeted', not {answer[k]!r}.")
+        if got != want:
+            raise ExerciseError(f"{k} is {want}: {why[k]}.")
+    return _ok("Right: GA, NPO and ME are untargeted; IDK and IDK+AP are targeted.")
+
+
+def check_lowest_token_entropy(summary, answer) -> bool:
+    """``answer``: the model (a ``model`` value of ``summary``, a :func:`unlearnkit.summarize`
+    table) whose greedy answers on the forget split have the lowest mean token entropy."""
+    name = "lowest_token_entropy"
+    if answer is ...:
+        return _pending(name, "Set `lowest` to a model name from the table.")
+    d = summary[(summary.metric == "token_entropy") & (summary.split == "forget")].set_index("model")["value"]
+    if d.empty:
+        raise ExerciseError("the table has no token_entropy rows on the forget split; evaluate with "
+                            "metrics=['token_entropy', ...] first")
+    want = d.idxmin()
+    if answer not in d.index:
+        raise ExerciseError(f"{answer!r} is not a model of the table; the models are {list(d.index)}.")
+    if answer == want or math.isclose(d[answer], d[want], abs_tol=1e-12):
+        return _ok(f"Right: {answer}'s answers have the lowest token entropy ({d[answer]:.3f}): the most "
+                   "repetitive output.")
+    raise ExerciseError(f"{answer} has token entropy {d[answer]:.3f}, but {want} is lower ({d[want]:.3f}).")
