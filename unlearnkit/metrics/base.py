@@ -2,14 +2,22 @@
 
 Every metric returns a tidy table: one row per example (``id``, ``value``, extra columns), to
 which :func:`evaluate` adds ``model``, ``split`` and ``metric``. Aggregate metrics (forget quality,
-model utility) add rows with ``id = -1``. :func:`summarize` turns the long table into one number
-per (model, split, metric) using each metric's declared aggregation and orientation.
+model utility, MIA AUCs, PrivLeak) add rows with ``id = -1``. :func:`summarize` turns the long
+table into one number per (model, split, metric) using each metric's declared aggregation.
+
+Suites (``"tofu"``, ``"muse"``, ``"mia"``, ``"closer_look"``, ``"squeeze"``, ``"robustness"``,
+``"all"``) are built from each metric's ``suites=``. A metric that needs an input the call did not
+give (the retain model, the original model, an NLI model, a holdout split) or a data field a split
+lacks is **skipped with a warning** when it comes from a suite, and **raises** (naming the missing
+option or field) when it was asked for by name.
 """
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -20,16 +28,43 @@ from ..world.loaders import DataError
 METRICS: Registry[Metric] = Registry("metric")
 SUITES: dict[str, list[str]] = {}
 
+#: split names that hold knowledge the model should keep; metrics registered ``forget_only`` skip them
+NON_FORGET_SPLITS = ("retain", "world_facts", "real_authors", "holdout")
+
+
+class MissingInputError(ValueError):
+    """A metric was asked for by name but an input it needs was not given (the message names it)."""
+
+
+#: what a metric can need beyond the model and the data: name -> (check(ctx), how to give it)
+NEEDS: dict[str, tuple[Callable, str]] = {
+    "retain_model": (lambda ctx: ctx.reference is not None,
+                     "the retain model: pass reference=(retain_model, tokenizer) (or an earlier evaluate() table of it)"),
+    "original_model": (lambda ctx: ctx.original is not None,
+                       "the model before unlearning: pass original=(model, tokenizer)"),
+    "nli_model": (lambda ctx: bool(ctx.options.get("nli_model")),
+                  "an NLI model: pass nli_model='<folder or hub name of a sequence-classification NLI model>'"),
+    "holdout": (lambda ctx: ctx.holdout is not None,
+                "a holdout split (rows never trained on): pass a World, a data dict with a 'holdout' entry, "
+                "or holdout=<Dataset>"),
+    "retain_auc": (lambda ctx: ctx.reference is not None or ctx.options.get("retain_auc") is not None,
+                   "the retain model's MIA AUC: pass reference=(retain_model, tokenizer), or retain_auc=<float> "
+                   "(OpenUnlearning substitutes 0.5)"),
+}
+
 
 @dataclass(frozen=True)
 class Metric:
     """A registered metric.
 
     ``fn(ctx, split, data) -> DataFrame`` (per example, columns ``id``, ``value``...) or, for
-    ``per_example=False``, ``fn(ctx, splits) -> DataFrame`` of aggregate rows (``split``, ``value``).
+    ``per_example=False``, ``fn(ctx, splits) -> DataFrame`` of rows with a ``split`` column (and
+    ``id``: -1 for aggregate rows, which is filled in where absent).
     ``direction`` says what a higher value means ("more knowledge" / "more forgotten" / "more
-    fluent"...); ``fields`` are the data columns it needs; ``aggregate`` maps a split name and the
-    per-example values to one number.
+    fluent"...); ``fields`` are the data columns it needs (``alt_fields``: other sufficient sets,
+    e.g. ``("text",)`` for plain-text data); ``aggregate`` maps a split name and the per-example
+    values to one number; ``needs`` names inputs from :data:`NEEDS`; ``forget_only`` metrics run
+    only on splits not named in :data:`NON_FORGET_SPLITS`.
     """
 
     name: str
@@ -42,26 +77,45 @@ class Metric:
     per_example: bool = True
     aggregate: Callable[[str, np.ndarray], float] = lambda split, v: float(np.mean(v))
     needs: frozenset = frozenset()
+    alt_fields: tuple[tuple[str, ...], ...] = ()
+    forget_only: bool = False
 
-    def check_fields(self, data, split: str):
+    def missing_fields(self, data) -> list[str]:
         cols = set(data.column_names)
         missing = [f for f in self.fields if f not in cols]
+        if missing and any(all(f in cols for f in alt) for alt in self.alt_fields):
+            return []
+        return missing
+
+    def check_fields(self, data, split: str):
+        missing = self.missing_fields(data)
         if missing:
-            raise DataError(f"metric {self.name!r} needs field(s) {missing} which split {split!r} lacks "
-                            f"(it has: {', '.join(sorted(cols))})")
+            alt = "".join(f" (or {list(a)})" for a in self.alt_fields)
+            raise DataError(f"metric {self.name!r} needs field(s) {missing}{alt} which split {split!r} lacks "
+                            f"(it has: {', '.join(sorted(data.column_names))})")
+
+    def missing_needs(self, ctx) -> list[str]:
+        return [n for n in sorted(self.needs) if not NEEDS[n][0](ctx)]
+
+    def applies_to(self, split: str) -> bool:
+        return not (self.forget_only and split in NON_FORGET_SPLITS)
 
     def __repr__(self):
         return f"<metric {self.name} [{', '.join(self.suites)}]: {self.formula}; higher = {self.direction}>"
 
 
 def metric(name: str, *, suites: tuple[str, ...], formula: str, direction: str, source: str,
-           fields=("question", "answer"), per_example: bool = True, aggregate=None, needs=()):
+           fields=("question", "answer"), per_example: bool = True, aggregate=None, needs=(), alt_fields=(),
+           forget_only: bool = False):
     """Decorator registering a metric function (see :class:`Metric`)."""
+    unknown = set(needs) - set(NEEDS)
+    if unknown:
+        raise ValueError(f"metric {name!r}: unknown needs {sorted(unknown)}; valid: {', '.join(NEEDS)}")
 
     def deco(fn):
         kw = {} if aggregate is None else {"aggregate": aggregate}
         m = Metric(name, fn, tuple(suites), formula, direction, source, tuple(fields), per_example,
-                   needs=frozenset(needs), **kw)
+                   needs=frozenset(needs), alt_fields=tuple(tuple(a) for a in alt_fields), forget_only=forget_only, **kw)
         METRICS.add(name, m)
         for s in (*suites, "all"):
             SUITES.setdefault(s, []).append(name)
@@ -79,24 +133,30 @@ def get_metric(name: str) -> Metric:
     return METRICS.get(name)
 
 
-def resolve_metrics(metrics) -> list[str]:
-    """Expand suite names (``"tofu"``, ``"all"``...) and validate metric names."""
+def _resolve(metrics) -> list[tuple[str, bool]]:
+    """``(metric name, asked for by name)`` pairs, suites expanded, duplicates dropped."""
     if metrics is None:
         metrics = ["tofu"]
     if isinstance(metrics, str):
         metrics = [metrics]
-    out = []
+    out: dict[str, bool] = {}
     for m in metrics:
         if m in SUITES and m not in METRICS:
-            out += SUITES[m]
+            for name in SUITES[m]:
+                out.setdefault(name, False)
         else:
             if m not in METRICS and m not in SUITES:
                 valid = ", ".join(METRICS.names()) + "; suites: " + ", ".join(SUITES)
                 from ..registry import UnknownNameError
 
                 raise UnknownNameError(f"unknown metric {m!r}; valid choices: {valid}")
-            out.append(METRICS.get(m).name)
-    return list(dict.fromkeys(out))
+            out[METRICS.get(m).name] = True
+    return list(out.items())
+
+
+def resolve_metrics(metrics) -> list[str]:
+    """Expand suite names (``"tofu"``, ``"all"``...) and validate metric names."""
+    return [name for name, _ in _resolve(metrics)]
 
 
 @dataclass
@@ -104,8 +164,11 @@ class EvalContext:
     """Shared state for one evaluation: the model, caches of generations and scores, options.
 
     ``reference``: ``(model, tokenizer)`` of the retain model, or a DataFrame of its earlier
-    :func:`evaluate` output (then only its rows are used). ``options``: metric options such as
-    ``max_new_tokens``, ``batch_size``, ``truth_ratio_forget`` (aggregation variant).
+    :func:`evaluate` output (then only its rows are used). ``original``: ``(model, tokenizer)``
+    before unlearning (squeezing). ``holdout``: rows never trained on (membership inference).
+    ``splits``: every split of this evaluation (metrics that look across splits use it).
+    ``options``: metric options such as ``max_new_tokens``, ``batch_size``, ``max_batch_tokens``, ``prefix_share``,
+    ``truth_ratio_forget`` (aggregation variant); each metric's docstring lists its own.
     """
 
     model: Any
@@ -113,9 +176,18 @@ class EvalContext:
     reference: Any = None
     options: dict = field(default_factory=dict)
     cache: dict = field(default_factory=dict)
+    original: Any = None
+    holdout: Any = None
+    splits: dict = field(default_factory=dict)
 
     def opt(self, key, default):
         return self.options.get(key, default)
+
+    def require(self, need: str, metric_name: str):
+        """Raise :class:`MissingInputError` if ``need`` (a :data:`NEEDS` key) is not satisfied."""
+        ok, how = NEEDS[need]
+        if not ok(self):
+            raise MissingInputError(f"metric {metric_name!r} needs {how}")
 
     def generations(self, split: str, data) -> list[str]:
         from .scoring import generate
@@ -128,18 +200,37 @@ class EvalContext:
         return self.cache[key]
 
     def scores(self, split: str, data, column: str = "answer") -> dict:
-        """Scores of ``data[column]`` (a string column, or a list column such as ``perturbed_answer``)."""
+        """Scores of ``data[column]`` (a string column, or a list column such as ``perturbed_answer``).
+
+        ``paraphrased_answer`` and ``perturbed_answer`` (what the truth ratio needs) are scored
+        together, several answers per question with the question's prefix computed once
+        (``prefix_share`` option, default True).
+        """
         from .scoring import score_answers, score_pairs
 
         key = ("score", split, column)
-        if key not in self.cache:
-            vals = data[column]
-            if vals and isinstance(vals[0], list):
-                self.cache[key] = score_answers(self.model, self.tokenizer, data["question"], vals,
-                                                batch_size=self.opt("batch_size", 64))
-            else:
-                self.cache[key] = score_pairs(self.model, self.tokenizer, data["question"], vals,
-                                              batch_size=self.opt("batch_size", 64))
+        if key in self.cache:
+            return self.cache[key]
+        bs = self.opt("batch_size", 64)
+        share = self.opt("prefix_share", True)
+        mbt = self.opt("max_batch_tokens", None)
+        cols = data.column_names
+        if column in ("paraphrased_answer", "perturbed_answer") and "paraphrased_answer" in cols \
+                and "perturbed_answer" in cols:
+            lists = [[p, *pert] for p, pert in zip(data["paraphrased_answer"], data["perturbed_answer"])]
+            res = score_answers(self.model, self.tokenizer, data["question"], lists, batch_size=bs, prefix_share=share,
+                                max_batch_tokens=mbt)
+            self.cache[("score", split, "paraphrased_answer")] = {
+                k: np.array([r[k][0] for r in res]) for k in ("logprob", "n_tokens", "mean_nll", "prob")}
+            self.cache[("score", split, "perturbed_answer")] = [{k: v[1:] for k, v in r.items()} for r in res]
+            return self.cache[key]
+        vals = data[column]
+        if vals and isinstance(vals[0], list):
+            self.cache[key] = score_answers(self.model, self.tokenizer, data["question"], vals, batch_size=bs,
+                                            prefix_share=share, max_batch_tokens=mbt)
+        else:
+            self.cache[key] = score_pairs(self.model, self.tokenizer, data["question"], vals, batch_size=bs,
+                                          max_batch_tokens=mbt)
         return self.cache[key]
 
 
@@ -155,49 +246,110 @@ def _as_splits(data) -> dict:
     raise TypeError(f"data must be a World, a datasets.Dataset or a dict of them, got {type(data).__name__}")
 
 
-def evaluate(model, tokenizer, data, metrics=None, *, reference=None, model_name: str | None = None,
-             progress: bool = True, **options) -> pd.DataFrame:
-    """Evaluate ``model`` on ``data`` with the named metrics (or suites); returns a tidy DataFrame.
+def _holdout_of(data, splits, given):
+    if given is not None:
+        return given
+    if hasattr(data, "split") and hasattr(data, "table") and hasattr(data, "config"):
+        try:
+            h = data.split("holdout")
+        except KeyError:
+            return None
+        return h if len(h) else None
+    return splits.get("holdout")
 
-    ``data``: a :class:`~unlearnkit.world.World` (its forget, retain and world_facts splits), a
-    ``datasets.Dataset`` (split name ``"data"``) or a dict ``{split_name: Dataset}``.
-    ``reference``: the retain model ``(model, tokenizer)`` for forget quality. Columns of the result:
-    ``model, split, metric, id, value`` (+ metric-specific extras such as ``generation``).
+
+def _skip(mname: str, why: str):
+    warnings.warn(f"metric {mname!r} skipped: {why}", UserWarning, stacklevel=3)
+
+
+def evaluate(model, tokenizer, data, metrics=None, *, reference=None, original=None, holdout=None,
+             model_name: str | None = None, progress: bool = True, **options) -> pd.DataFrame:
+    """Evaluate ``model`` on ``data`` with the named metrics or suites; returns one tidy DataFrame.
+
+    ``data``: a :class:`~unlearnkit.world.World` (its forget, retain and world_facts splits; its
+    holdout split serves membership inference), a ``datasets.Dataset`` (split name ``"data"``) or a
+    dict ``{split_name: Dataset}`` (a ``"holdout"`` entry also serves membership inference).
+    ``metrics``: metric names and/or suite names (``"tofu"``, ``"muse"``, ``"mia"``,
+    ``"closer_look"``, ``"squeeze"``, ``"robustness"``, ``"all"``); default ``"tofu"``.
+    ``reference``: the retain model ``(model, tokenizer)`` (forget quality, PrivLeak, reference MIA).
+    ``original``: the model before unlearning ``(model, tokenizer)`` (squeezing).
+    ``holdout``: a ``Dataset`` of never-trained rows (overrides the World's / dict's).
+    ``options``: per-metric options (``max_new_tokens``, ``batch_size``, ``prefix_share``,
+    ``nli_model``, ``embedding_model``, ``mia_k``...; see each metric's docstring).
+
+    Columns of the result: ``model, split, metric, id, value`` (+ metric-specific extras such as
+    ``generation``). Inputs missing for a metric: a warning and a skip if it came from a suite, a
+    :class:`MissingInputError` (or :class:`DataError` for data fields) if it was named.
     """
     from tqdm.auto import tqdm
 
-    names = resolve_metrics(metrics)
+    picked = _resolve(metrics)
     splits = _as_splits(data)
-    ctx = EvalContext(model, tokenizer, reference, options)
-    frames = []
-    todo = [(m, s) for m in names for s in (splits if METRICS.get(m).per_example else [None])]
-    for mname, split in tqdm(todo, desc="evaluate", disable=not progress, leave=False):
+    ctx = EvalContext(model, tokenizer, reference, options, original=original,
+                      holdout=_holdout_of(data, splits, holdout), splits=splits)
+    todo = []
+    for mname, named in picked:
         m = METRICS.get(mname)
+        missing = m.missing_needs(ctx)
+        if missing:
+            how = "; ".join(NEEDS[n][1] for n in missing)
+            if named:
+                raise MissingInputError(f"metric {mname!r} needs {how}")
+            _skip(mname, f"it needs {how}")
+            continue
+        if not m.per_example:
+            todo.append((m, None, named))
+            continue
+        for split, d in splits.items():
+            if not m.applies_to(split):
+                continue
+            missing_f = m.missing_fields(d)
+            if missing_f and not named:
+                _skip(mname, f"split {split!r} lacks field(s) {missing_f}")
+                continue
+            todo.append((m, split, named))
+    frames = []
+    bar = tqdm(todo, desc="evaluate", disable=not progress, leave=False)
+    for m, split, _named in bar:
+        bar.set_postfix_str(f"{m.name} [{split or 'all splits'}]", refresh=False)
         if split is None:
             df = m.fn(ctx, splits)
             if df is None or len(df) == 0:
                 continue
-            df = df.assign(id=-1)
+            df = df.assign(id=-1) if "id" not in df.columns else df.assign(id=df["id"].fillna(-1))
         else:
             d = splits[split]
             m.check_fields(d, split)
             df = m.fn(ctx, split, d)
+            if df is None or len(df) == 0:
+                continue
             df = df.assign(split=split)
-        frames.append(df.assign(metric=mname))
+        frames.append(df.assign(metric=m.name))
     out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["split", "metric", "id", "value"])
+    out["id"] = out["id"].astype(int) if len(out) else out["id"]
     out.insert(0, "model", model_name or getattr(model, "name_or_path", None) or type(model).__name__)
     front = ["model", "split", "metric", "id", "value"]
     return out[front + [c for c in out.columns if c not in front]]
 
 
 def summarize(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per (model, split, metric): the metric's own aggregate of its per-example values."""
+    """One row per (model, split, metric): the metric's own aggregate of its per-example values.
+
+    For metrics that report their own aggregate rows (``id == -1``: forget quality, AUCs...), that
+    row's value is used.
+    """
     rows = []
     for (model, split, mname), g in df.groupby(["model", "split", "metric"], sort=False):
         m = METRICS.get(mname) if mname in METRICS else None
         vals = g["value"].to_numpy(dtype=float)
+        agg_rows = g[g["id"] == -1] if "id" in g.columns else g.iloc[:0]
         if m is None or not m.per_example:
-            value = float(vals[0]) if len(vals) else np.nan
+            if len(agg_rows):
+                value = float(agg_rows["value"].iloc[0])
+            elif m is not None and len(vals):
+                value = m.aggregate(split, vals)
+            else:
+                value = float(vals[0]) if len(vals) else np.nan
         else:
             value = m.aggregate(split, vals)
         rows.append({"model": model, "split": split, "metric": mname, "value": value, "n": len(g),

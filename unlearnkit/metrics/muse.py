@@ -1,0 +1,139 @@
+"""MUSE's memorization and privacy metrics (spec B8, B10), on QA rows or plain text.
+
+* ``verbatim_memorization`` (VerbMem): the forget text is cut after a prefix of
+  ``verbmem_prefix_frac`` (default 0.5) of its tokens; the model continues the prefix greedily
+  for as many tokens as the true continuation has (at most ``verbmem_max_new_tokens`` = 128,
+  MUSE's length), and the score is ROUGE-L **F1** of that continuation against the true one. For
+  QA rows the text is the training sequence ``"Question: {q}\\nAnswer: {a}"`` (prompt + answer, no
+  EOS); for plain-text rows (a ``text`` column) it is the text.
+* ``knowledge_memorization`` (KnowMem): ROUGE-L **F1** of the greedy answer against the answer.
+  Variant: MUSE prompts with few-shot QA examples and 32 new tokens; here the kit's plain prompt
+  and shared greedy generations (``max_new_tokens`` option, default 48) are used.
+* ``privleak``: ``(AUC_unl - AUC_retain) / AUC_retain × 100`` in MUSE's AUC orientation
+  (``AUC_MUSE = 1 - AUC_OU``) with the Min-K% attack (k = 0.4) on forget vs holdout. 0 = like
+  the retain model; large negative = the forget set still leaks membership (under-unlearning);
+  large positive = over-unlearning. The retain AUC comes from ``reference=(retain model, tok)``,
+  an earlier ``evaluate`` table of the retain model holding ``mia_min_k``, or the ``retain_auc``
+  option (OU orientation; OpenUnlearning substitutes 0.5 when it has no retain logs).
+
+ROUGE uses ``rouge-score`` with the Porter stemmer (OpenUnlearning); MUSE's own code has no
+stemmer.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ..data import DEFAULT_FORMAT
+from .base import metric
+from .mia import _member_and_holdout, _reference_context, attack_scores, is_text_data, mia_auc
+
+
+def rouge_l_f1(references, generations) -> np.ndarray:
+    """ROUGE-L F1 of each generation against its reference (``rouge-score``, stemmer on)."""
+    from rouge_score import rouge_scorer
+
+    sc = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+    return np.array([sc.score(r, g)["rougeL"].fmeasure for r, g in zip(references, generations)])
+
+
+def privleak_value(auc_unlearned: float, auc_retain: float) -> float:
+    """MUSE PrivLeak in percent from two AUCs in OpenUnlearning's orientation.
+
+    ``((1 - auc_unlearned) - (1 - auc_retain)) / (1 - auc_retain) * 100``; e.g. a model whose forget
+    set is perfectly separable (``auc_unlearned = 1``) against a retain AUC of 0.5 gives -100.
+    NaN when the retain model's MUSE AUC is 0 (undefined).
+    """
+    ref = 1.0 - float(auc_retain)
+    if ref <= 0:
+        return float("nan")
+    return ((1.0 - float(auc_unlearned)) - ref) / ref * 100.0
+
+
+def split_sequence(ids: list[int], frac: float) -> tuple[list[int], list[int]]:
+    """Cut a token list into (prefix, continuation) after ``⌊frac·L + 0.5⌋`` tokens, keeping at
+    least one token on each side (``L >= 2``)."""
+    L = len(ids)
+    if L < 2:
+        raise ValueError("a sequence needs at least 2 tokens to be split into prefix and continuation")
+    p = min(L - 1, max(1, int(frac * L + 0.5)))
+    return ids[:p], ids[p:]
+
+
+def verbmem_sequences(tokenizer, data, frac: float = 0.5, fmt=DEFAULT_FORMAT):
+    """Token prefixes and true continuations (id lists) of each row's text (see the module doc)."""
+    prefixes, conts = [], []
+    if is_text_data(data):
+        seqs = [tokenizer(t, add_special_tokens=True)["input_ids"] for t in data["text"]]
+    else:
+        seqs = [tokenizer(fmt.prompt(q, tokenizer), add_special_tokens=True)["input_ids"]
+                + tokenizer(fmt.answer_prefix + a.strip(), add_special_tokens=False)["input_ids"]
+                for q, a in zip(data["question"], data["answer"])]
+    for s in seqs:
+        p, c = split_sequence(s, frac)
+        prefixes.append(p)
+        conts.append(c)
+    return prefixes, conts
+
+
+@metric("verbatim_memorization", suites=("muse",), alt_fields=(("text",),),
+        direction="more memorized (lower = more forgotten; ideal: the retain model's value)",
+        formula="ROUGE-L F1(greedy continuation of the first half of the text, true continuation)",
+        source="MUSE (Shi et al. 2024) VerbMem, spec B8")
+def verbatim_memorization(ctx, split, data):
+    """VerbMem per row (ROUGE-L F1 in [0, 1]). Options: ``verbmem_prefix_frac`` (0.5),
+    ``verbmem_max_new_tokens`` (128)."""
+    from .scoring import generate_from_ids
+
+    tok = ctx.tokenizer
+    prefixes, conts = verbmem_sequences(tok, data, float(ctx.opt("verbmem_prefix_frac", 0.5)))
+    cap = int(ctx.opt("verbmem_max_new_tokens", 128))
+    conts = [c[:cap] for c in conts]
+    truth = [tok.decode(c, skip_special_tokens=True).strip() for c in conts]
+    gens = generate_from_ids(ctx.model, tok, prefixes, max_new_tokens=[len(c) for c in conts],
+                             batch_size=ctx.opt("batch_size", 64))
+    ids = list(data["id"]) if "id" in data.column_names else list(range(len(gens)))
+    return pd.DataFrame({"id": ids, "value": rouge_l_f1(truth, gens), "prefix": [tok.decode(p) for p in prefixes],
+                         "continuation": truth, "generation": gens})
+
+
+@metric("knowledge_memorization", suites=("muse",),
+        direction="more knowledge (forget: lower = more forgotten; retain: utility preserved)",
+        formula="ROUGE-L F1(greedy answer, true answer)", source="MUSE (Shi et al. 2024) KnowMem, spec B8")
+def knowledge_memorization(ctx, split, data):
+    """KnowMem per row (ROUGE-L F1 in [0, 1]) on the shared greedy answers."""
+    gens = ctx.generations(split, data)
+    return pd.DataFrame({"id": data["id"], "value": rouge_l_f1(data["answer"], gens), "generation": gens})
+
+
+def _retain_auc(ctx, member: str, mdata, hdata) -> float:
+    given = ctx.opt("retain_auc", None)
+    if given is not None:
+        return float(given)
+    ref = ctx.reference
+    if isinstance(ref, pd.DataFrame):
+        rows = ref[(ref.metric == "mia_min_k") & (ref.split == f"{member}_vs_holdout")]
+        if not len(rows):
+            from .base import MissingInputError
+
+            raise MissingInputError("metric 'privleak': the reference table has no 'mia_min_k' AUC row "
+                                    f"(split {member}_vs_holdout); evaluate the retain model with 'mia_min_k', pass "
+                                    "reference=(retain_model, tokenizer), or retain_auc=<float>")
+        return float(rows.value.iloc[0])
+    rctx = _reference_context(ctx)
+    return mia_auc(attack_scores(rctx, member, mdata, "min_k"), attack_scores(rctx, "holdout", hdata, "min_k"))
+
+
+@metric("privleak", suites=("muse", "mia"), per_example=False, needs=("holdout", "retain_auc"),
+        alt_fields=(("text",),),
+        direction="0 = like the retain model; negative = forget set still leaks (under-unlearned); positive = over-unlearned",
+        formula="(AUC_unl - AUC_ret)/AUC_ret x 100, AUC_MUSE = 1 - AUC_OU of Min-K% (k=0.4), forget vs holdout",
+        source="MUSE (Shi et al. 2024) PrivLeak, spec B10; OpenUnlearning privleak")
+def privleak(ctx, splits):
+    """PrivLeak (percent). Needs a holdout split and the retain model's AUC (see the module doc)."""
+    member, mdata, hdata = _member_and_holdout(ctx, splits, "privleak")
+    auc_u = mia_auc(attack_scores(ctx, member, mdata, "min_k"), attack_scores(ctx, "holdout", hdata, "min_k"))
+    auc_r = _retain_auc(ctx, member, mdata, hdata)
+    return pd.DataFrame([{"split": f"{member}_vs_holdout", "id": -1, "value": privleak_value(auc_u, auc_r),
+                          "auc": auc_u, "retain_auc": auc_r}])
