@@ -313,7 +313,13 @@ def evaluate(model, tokenizer, data, metrics=None, *, reference=None, original=N
     for m, split, _named in bar:
         bar.set_postfix_str(f"{m.name} [{split or 'all splits'}]", refresh=False)
         if split is None:
-            df = m.fn(ctx, splits)
+            try:
+                df = m.fn(ctx, splits)
+            except (DataError, MissingInputError) as e:
+                if _named:
+                    raise
+                _skip(m.name, str(e))
+                continue
             if df is None or len(df) == 0:
                 continue
             df = df.assign(id=-1) if "id" not in df.columns else df.assign(id=df["id"].fillna(-1))

@@ -36,6 +36,18 @@ def _device(model):
 CPU_BATCH_TOKENS = 2048
 
 
+def _last_logits_kw(model) -> dict:
+    """``{"logits_to_keep": 1}`` where the model's forward accepts it (only the last position's
+    logits are needed from a prompt pass), else nothing."""
+    import inspect
+
+    try:
+        params = inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return {}
+    return {"logits_to_keep": 1} if "logits_to_keep" in params else {}
+
+
 def _budget(model, max_batch_tokens):
     if max_batch_tokens is not None:
         return int(max_batch_tokens)
@@ -222,6 +234,7 @@ def _score_shared(model, tokenizer, questions, answer_lists, *, batch_size: int,
         longest[i] = max(longest.get(i, 0), len(a) + len(p_ids[i]))
     order = sorted(range(n), key=lambda k: (-longest[flat[k][0]], flat[k][0], k))
     pad = tokenizer.pad_token_id
+    last_kw = _last_logits_kw(model)
     spans = _batches([longest[flat[k][0]] for k in order], batch_size, _budget(model, max_batch_tokens))
     try:
         for s, e in spans:
@@ -235,7 +248,8 @@ def _score_shared(model, tokenizer, questions, answer_lists, *, batch_size: int,
                 pin[j, P - len(p_ids[q]):] = torch.tensor(p_ids[q])
                 pmask[j, P - len(p_ids[q]):] = 1
             pos = (pmask.cumsum(1) - 1).clamp_min(0)
-            po = model(input_ids=pin.to(dev), attention_mask=pmask.to(dev), position_ids=pos.to(dev), use_cache=True)
+            po = model(input_ids=pin.to(dev), attention_mask=pmask.to(dev), position_ids=pos.to(dev), use_cache=True,
+                       **last_kw)
             owner = torch.tensor([slot[flat[k][0]] for k in rows], dtype=torch.long)
             first = po.logits[:, -1].float()[owner.to(dev)]  # (B, V): predicts each answer's first token
             cache = _select_cache(po.past_key_values, owner.to(dev))

@@ -122,6 +122,9 @@ def forget_quality(ctx, splits):
     if "forget" not in splits:
         return None
     data = splits["forget"]
+    from .base import get_metric
+
+    get_metric("forget_quality").check_fields(data, "forget")
     ref = _reference_truth_ratios(ctx, data)
     if ref is None:
         import warnings
