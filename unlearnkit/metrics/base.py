@@ -310,13 +310,13 @@ def evaluate(model, tokenizer, data, metrics=None, *, reference=None, original=N
             todo.append((m, split, named))
     frames = []
     bar = tqdm(todo, desc="evaluate", disable=not progress, leave=False)
-    for m, split, _named in bar:
+    for m, split, named in bar:
         bar.set_postfix_str(f"{m.name} [{split or 'all splits'}]", refresh=False)
         if split is None:
             try:
                 df = m.fn(ctx, splits)
             except (DataError, MissingInputError) as e:
-                if _named:
+                if named:
                     raise
                 _skip(m.name, str(e))
                 continue
@@ -326,13 +326,18 @@ def evaluate(model, tokenizer, data, metrics=None, *, reference=None, original=N
         else:
             d = splits[split]
             m.check_fields(d, split)
-            df = m.fn(ctx, split, d)
+            try:
+                df = m.fn(ctx, split, d)
+            except (DataError, MissingInputError) as e:
+                if named:
+                    raise
+                _skip(m.name, f"split {split!r}: {e}")
+                continue
             if df is None or len(df) == 0:
                 continue
             df = df.assign(split=split)
         frames.append(df.assign(metric=m.name))
     out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["split", "metric", "id", "value"])
-    out["id"] = out["id"].astype(int) if len(out) else out["id"]
     out.insert(0, "model", model_name or getattr(model, "name_or_path", None) or type(model).__name__)
     front = ["model", "split", "metric", "id", "value"]
     return out[front + [c for c in out.columns if c not in front]]

@@ -192,11 +192,11 @@ def load_nli(path: str, device: str | None = None):
     return model, tok, labels
 
 
-def nli_labels(path: str, premises, hypotheses, batch_size: int = 32) -> list[str]:
+def nli_labels(path: str, premises, hypotheses, batch_size: int = 32, device: str | None = None) -> list[str]:
     """Argmax label of the NLI model at ``path`` for each (premise, hypothesis) pair."""
     import torch
 
-    model, tok, labels = load_nli(path)
+    model, tok, labels = load_nli(path, device)
     dev = next(model.parameters()).device
     out = []
     with torch.no_grad():
@@ -209,6 +209,13 @@ def nli_labels(path: str, premises, hypotheses, batch_size: int = 32) -> list[st
 
 
 # -- registered metrics ---------------------------------------------------------------------------
+
+
+def _device_name(model) -> str:
+    try:
+        return str(next(model.parameters()).device)
+    except (StopIteration, AttributeError):
+        return "cpu"
 
 
 def _ground_truth(data) -> list[str]:
@@ -234,7 +241,7 @@ def cosine_similarity(ctx, split, data):
     ``embedding_model`` (a sentence-transformers folder; default the bundled all-MiniLM-L6-v2)."""
     gens = ctx.generations(split, data)
     gts = _ground_truth(data)
-    emb = load_embedder(ctx.opt("embedding_model", None))
+    emb = load_embedder(ctx.opt("embedding_model", None), _device_name(ctx.model))
     e = emb.encode(gens + gts, batch_size=ctx.opt("batch_size", 64), convert_to_numpy=True, show_progress_bar=False)
     return pd.DataFrame({"id": data["id"], "value": cosine_scores(e[:len(gens)], e[len(gens):]), "generation": gens})
 
@@ -252,7 +259,7 @@ def entailment_score(ctx, split, data):
     gens = ctx.generations(split, data)
     gts = _ground_truth(data)
     prem, hyp = nli_pairs(split, [g or "." for g in gens], gts, ctx.opt("entailment_order", "auto"))
-    labels = nli_labels(str(path), prem, hyp, batch_size=ctx.opt("nli_batch_size", 32))
+    labels = nli_labels(str(path), prem, hyp, batch_size=ctx.opt("nli_batch_size", 32), device=_device_name(ctx.model))
     rr = rouge_recall(gts, gens)
     vals, labs = entailment_values(labels, rr, ctx.opt("entailment_rouge_threshold", 0.1))
     premise = "generation" if generation_is_premise(split, ctx.opt("entailment_order", "auto")) else "ground_truth"

@@ -178,6 +178,9 @@ def relearning(ctx, split, data):
     on = ctx.opt("relearn_on", "forget")
     n = len(data)
     if on == "forget":
+        if n < 2:
+            raise DataError(f"metric 'relearning' needs at least 2 rows in split {split!r} (some to relearn on, "
+                            f"the others to evaluate); it has {n}")
         re_idx, ev_idx = relearn_split(n, float(ctx.opt("relearn_fraction", 0.25)), seed)
         train = data.select(re_idx.tolist())
     elif on == "retain":
