@@ -218,6 +218,10 @@ def _device_name(model) -> str:
         return "cpu"
 
 
+def _row_ids(data) -> list:
+    return list(data["id"]) if "id" in data.column_names else list(range(len(data)))
+
+
 def _ground_truth(data) -> list[str]:
     return list(data["original_answer"]) if "original_answer" in data.column_names else list(data["answer"])
 
@@ -229,7 +233,7 @@ def token_entropy(ctx, split, data):
     """Token entropy of each greedy answer (unitless, in [0, 1])."""
     gens = ctx.generations(split, data)
     toks = [ctx.tokenizer.tokenize(g) if g else [] for g in gens]
-    return pd.DataFrame({"id": data["id"], "value": [token_entropy_value(t) for t in toks],
+    return pd.DataFrame({"id": _row_ids(data), "value": [token_entropy_value(t) for t in toks],
                          "n_tokens": [len(t) for t in toks], "generation": gens})
 
 
@@ -243,7 +247,7 @@ def cosine_similarity(ctx, split, data):
     gts = _ground_truth(data)
     emb = load_embedder(ctx.opt("embedding_model", None), _device_name(ctx.model))
     e = emb.encode(gens + gts, batch_size=ctx.opt("batch_size", 64), convert_to_numpy=True, show_progress_bar=False)
-    return pd.DataFrame({"id": data["id"], "value": cosine_scores(e[:len(gens)], e[len(gens):]), "generation": gens})
+    return pd.DataFrame({"id": _row_ids(data), "value": cosine_scores(e[:len(gens)], e[len(gens):]), "generation": gens})
 
 
 @metric("entailment_score", suites=("closer_look",), needs=("nli_model",),
@@ -263,7 +267,7 @@ def entailment_score(ctx, split, data):
     rr = rouge_recall(gts, gens)
     vals, labs = entailment_values(labels, rr, ctx.opt("entailment_rouge_threshold", 0.1))
     premise = "generation" if generation_is_premise(split, ctx.opt("entailment_order", "auto")) else "ground_truth"
-    return pd.DataFrame({"id": data["id"], "value": vals, "label": labs, "rouge_recall": rr, "generation": gens,
+    return pd.DataFrame({"id": _row_ids(data), "value": vals, "label": labs, "rouge_recall": rr, "generation": gens,
                          "premise": premise})
 
 
@@ -281,5 +285,5 @@ def fact_recall(ctx, split, data):
     labels = []
     for g, a, v, pert in zip(gens, data["answer"], data["value"], data["perturbed_answer"]):
         labels.append(classify_answer(g, str(v), wrong_values(a, str(v), pert), bank))
-    return pd.DataFrame({"id": data["id"], "value": [1.0 if lab == "true" else 0.0 for lab in labels],
+    return pd.DataFrame({"id": _row_ids(data), "value": [1.0 if lab == "true" else 0.0 for lab in labels],
                          "label": labels, "generation": gens})

@@ -104,7 +104,8 @@ def verbatim_memorization(ctx, split, data):
 def knowledge_memorization(ctx, split, data):
     """KnowMem per row (ROUGE-L F1 in [0, 1]) on the shared greedy answers."""
     gens = ctx.generations(split, data)
-    return pd.DataFrame({"id": data["id"], "value": rouge_l_f1(data["answer"], gens), "generation": gens})
+    ids = list(data["id"]) if "id" in data.column_names else list(range(len(gens)))
+    return pd.DataFrame({"id": ids, "value": rouge_l_f1(data["answer"], gens), "generation": gens})
 
 
 def _retain_auc(ctx, member: str, mdata, hdata) -> float:
