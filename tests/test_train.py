@@ -70,7 +70,7 @@ def test_same_seed_same_numbers(quick_world, tiny):
 
 def test_errors_name_the_problem(quick_world, tiny):
     model, tok = tiny
-    with pytest.raises(KeyError, match="unknown objective 'gradient_ascentx'.*valid choices: ga, graddiff"):
+    with pytest.raises(KeyError, match=r"unknown objective .gradient_ascentx.*valid choices: .*\bga\b.*graddiff"):
         unlearn(model, tok, quick_world.forget, method="gradient_ascentx")
     with pytest.raises(ValueError, match="needs retain data"):
         unlearn(model, tok, quick_world.forget, method="graddiff")

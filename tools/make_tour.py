@@ -79,7 +79,9 @@ n_params = sum(p.numel() for p in model.parameters())
 print(f"target model: {n_params / 1e6:.2f}M parameters, vocabulary {len(tok)} tokens")
 """),
 ("code", """
-metrics = ["probability", "rouge", "truth_ratio", "forget_quality", "model_utility"]
+metrics = ["probability", "rouge", "truth_ratio", "model_utility"]
+if reference is not None:  # forget quality compares against the retain model
+    metrics.insert(3, "forget_quality")
 before = uk.evaluate(model, tok, data, metrics, reference=reference, model_name="target")
 uk.summarize(before).pivot_table(index="metric", columns="split", values="value").round(3)
 """),
