@@ -216,6 +216,12 @@ def bs_s(model, batch, ctx):
     refreshes, i.e. [CL]'s moving reference ``fix_ref_model=false``; ``ref_source`` in the cache
     says which). Samples are cut at EOS; an empty sample (immediate EOS) carries no belief and is
     dropped; with no usable sample in the batch ``L_f`` is the base loss on ``D_u`` alone.
+    Why the samples' age matters: for answers drawn from the current model at temperature 1, the
+    expected gradient of the GA term on them is zero (score-function identity,
+    ``E_{y~pi}[grad log pi(y|x)] = 0``): redrawn every step, BS-S is a down-weighted GA plus noise.
+    Samples from an earlier model (``regen_every > 1``; drawn once at the start with a huge
+    ``regen_every``) push down what the model *believed*, which is the point; so do a temperature
+    below 1 and the NPO base (its per-sample weights break the identity).
     Shapes: forget ``(B, L)``; samples re-encoded with :func:`unlearnkit.data.encode_pairs` to
     ``(B*N', L')``. Masked: prompt and padding. Reduction: as the base loss, per set.
     Defaults (BS code): lam 0.5, N 1, temperature 1, max_new_tokens 200, base GA, alpha 1.
