@@ -18,9 +18,9 @@ def stub(*args):
 @pytest.mark.parametrize("name", ["rest_mass", "states_fact", "token_entropy"])
 def test_reference_functions_pass_and_stubs_only_hint(name, capsys):
     check = getattr(ex, f"check_{name}")
-    assert check(ex.reference(name)) is True
+    assert check(ex.reference(name))
     assert "✓" in capsys.readouterr().out
-    assert check(stub) is False
+    assert not check(stub)
     assert "not done yet" in capsys.readouterr().out
 
 
@@ -28,8 +28,11 @@ def test_solution_source_is_available_to_instructors():
     src = ex.solution("token_entropy")
     assert "def _token_entropy" in src and "log2" in src
     assert "untargeted" in ex.solution("targeted")
-    with pytest.raises(KeyError, match="no stored reference"):
+    with pytest.raises(KeyError, match="no exercise"):
+        ex.reference("nope")
+    with pytest.raises(TypeError, match="depends on the run"):
         ex.reference("crossover")
+    assert "paraphrase" in ex.solution("crossover")
 
 
 def test_rest_mass_mistakes():
@@ -85,8 +88,8 @@ def test_token_entropy_mistakes():
 
 
 def test_targeted(capsys):
-    assert ex.check_targeted({k: ... for k in ("ga", "npo", "me", "idk_nll", "idk_ap")}) is False
-    assert ex.check_targeted({"ga": "untargeted"}) is False
+    assert not ex.check_targeted({k: ... for k in ("ga", "npo", "me", "idk_nll", "idk_ap")})
+    assert not ex.check_targeted({"ga": "untargeted"})
     assert "Still to fill in" in capsys.readouterr().out
     wrong = dict(ex.reference("targeted"), me="targeted")
     with pytest.raises(ex.ExerciseError, match="me is untargeted: ME pushes"):
@@ -104,7 +107,7 @@ def fake_result(target, paraphrase):
 
 def test_crossover():
     res = fake_result([0.6, 0.5, 0.3, 0.1], [0.3, 0.4, 0.6, 0.8])
-    assert ex.check_crossover(res, ...) is False
+    assert not ex.check_crossover(res, ...)
     assert ex.check_crossover(res, 2)
     with pytest.raises(ex.ExerciseError, match="still has more mass"):
         ex.check_crossover(res, 1)
@@ -114,6 +117,7 @@ def test_crossover():
         ex.check_crossover(res, 7)
     with pytest.raises(ex.ExerciseError, match="It does happen"):
         ex.check_crossover(res, None)
+    assert ex.reference("crossover", res) == 2
     never = fake_result([0.6, 0.5], [0.3, 0.3])
     assert ex.check_crossover(never, None)
     with pytest.raises(ex.ExerciseError, match="never"):
@@ -123,8 +127,9 @@ def test_crossover():
 def test_lowest_token_entropy():
     s = pd.DataFrame([{"model": m, "split": "forget", "metric": "token_entropy", "value": v}
                       for m, v in (("GA", 0.9), ("ME", 0.2), ("IDK", 0.8))])
-    assert ex.check_lowest_token_entropy(s, ...) is False
+    assert not ex.check_lowest_token_entropy(s, ...)
     assert ex.check_lowest_token_entropy(s, "ME")
+    assert ex.reference("lowest_token_entropy", s) == "ME"
     with pytest.raises(ex.ExerciseError, match="ME is lower"):
         ex.check_lowest_token_entropy(s, "GA")
     with pytest.raises(ex.ExerciseError, match="not a model"):

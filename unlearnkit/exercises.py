@@ -2,7 +2,7 @@
 
 Each exercise has a ``check_<name>`` function that a notebook's check cell calls with the
 student's answer (a function or a value). It prints a line starting with ✓ when the answer is
-right, raises :class:`ExerciseError` (an ``AssertionError``) saying *in plain words* what is wrong
+right (and returns a true :class:`Outcome`), raises :class:`ExerciseError` (an ``AssertionError``) saying *in plain words* what is wrong
 when it is not, and only prints a hint while the exercise is still the untouched stub (a
 function raising ``NotImplementedError``, or the placeholder ``...``), so that a notebook runs
 top to bottom before anyone has filled anything in.
@@ -29,14 +29,32 @@ class ExerciseError(AssertionError):
     """The answer is wrong; the message says why."""
 
 
-def _ok(msg: str) -> bool:
+class Outcome:
+    """What a check returns: true if the answer passed, false while the exercise is not done yet.
+    It displays nothing in a notebook (the check has already printed its message)."""
+
+    def __init__(self, passed: bool, message: str):
+        self.passed, self.message = passed, message
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    def __repr__(self) -> str:
+        return f"Outcome(passed={self.passed})"
+
+    def _ipython_display_(self):
+        pass
+
+
+def _ok(msg: str) -> Outcome:
     print(f"✓ {msg}")
-    return True
+    return Outcome(True, msg)
 
 
-def _pending(name: str, hint: str) -> bool:
-    print(f"… exercise '{name}' is not done yet. {hint}")
-    return False
+def _pending(name: str, hint: str) -> Outcome:
+    msg = f"… exercise '{name}' is not done yet. {hint}"
+    print(msg)
+    return Outcome(False, msg)
 
 
 def _call(name: str, fn, *args):
@@ -91,16 +109,33 @@ EXERCISES = {
 }
 
 
-def reference(name: str):
-    """The reference solution of exercise ``name`` (a function or an answer); for instructors."""
+def _lowest(summary):
+    d = summary[(summary.metric == "token_entropy") & (summary.split == "forget")].set_index("model")["value"]
+    return d.idxmin()
+
+
+#: exercises whose answer depends on the run: computed from it
+_COMPUTED = {"crossover": lambda result: _crossover(result)[0], "lowest_token_entropy": _lowest}
+
+
+def reference(name: str, *run):
+    """The reference solution of exercise ``name`` (a function or an answer); for instructors.
+    Answers that depend on the run are computed from it: ``reference("crossover", result)``,
+    ``reference("lowest_token_entropy", summary)``."""
+    if name in _COMPUTED:
+        if not run:
+            raise TypeError(f"the answer to {name!r} depends on the run: reference({name!r}, <the run's result "
+                            "or table>)")
+        return _COMPUTED[name](*run)
     if name not in _REFERENCE:
-        raise KeyError(f"no stored reference for {name!r}; exercises with one: {sorted(_REFERENCE)} "
-                       "(the others are computed from the run: see the check function)")
+        raise KeyError(f"no exercise {name!r}; exercises: {sorted(EXERCISES)}")
     return _REFERENCE[name]
 
 
 def solution(name: str) -> str:
     """The reference solution's source code (or value), for instructors."""
+    if name in _COMPUTED:
+        return textwrap.dedent(inspect.getsource(_crossover if name == "crossover" else _lowest))
     ref = reference(name)
     if callable(ref):
         return textwrap.dedent(inspect.getsource(ref))
@@ -109,7 +144,7 @@ def solution(name: str) -> str:
 
 # -- notebook 01: squeezing ---------------------------------------------------------------------------
 
-def check_rest_mass(fn) -> bool:
+def check_rest_mass(fn) -> Outcome:
     """``fn(answers) -> float``: ``answers`` is a list of ``(text, mass)`` pairs, where the same text
     may appear more than once (the greedy answer can *be* the paraphrase); return the mass left
     for everything else: ``1 - Σ`` over distinct texts (whitespace ignored), clipped at 0."""
@@ -154,7 +189,7 @@ def _crossover(result, split: str = "forget"):
     return int(over[0]) if len(over) else None, s
 
 
-def check_crossover(result, answer) -> bool:
+def check_crossover(result, answer) -> Outcome:
     """``answer``: the first recorded probe step at which the *mean* paraphrase mass exceeds the
     mean target mass on the forget probes of ``result`` (None if it never does)."""
     name = "crossover"
@@ -182,7 +217,7 @@ def check_crossover(result, answer) -> bool:
                         "the question asks for the first one.")
 
 
-def check_states_fact(fn) -> bool:
+def check_states_fact(fn) -> Outcome:
     """``fn(answer, value) -> bool``: does the generated ``answer`` state ``value``? Case does not
     matter; the value must appear as a whole word (not inside a longer word or number)."""
     name = "states_fact"
@@ -210,7 +245,7 @@ def check_states_fact(fn) -> bool:
 
 # -- notebook 02: entropy ------------------------------------------------------------------------------
 
-def check_token_entropy(fn) -> bool:
+def check_token_entropy(fn) -> Outcome:
     """``fn(tokens) -> float``: normalized unigram entropy ``H / log2(n)`` of a token list (spec
     B7); 0 when ``n <= 1``."""
     name = "token_entropy"
@@ -245,7 +280,7 @@ def check_token_entropy(fn) -> bool:
     return _ok("token_entropy matches the definition (and is 0 for repeated or one-token answers).")
 
 
-def check_targeted(answer: dict) -> bool:
+def check_targeted(answer: dict) -> Outcome:
     """``answer``: ``{objective: "targeted" | "untargeted"}`` for ga, npo, me, idk_nll, idk_ap.
     Targeted objectives train the model towards a chosen answer; untargeted ones only push it
     away from the forget answers."""
@@ -269,7 +304,7 @@ def check_targeted(answer: dict) -> bool:
     return _ok("Right: GA, NPO and ME are untargeted; IDK and IDK+AP are targeted.")
 
 
-def check_lowest_token_entropy(summary, answer) -> bool:
+def check_lowest_token_entropy(summary, answer) -> Outcome:
     """``answer``: the model (a ``model`` value of ``summary``, a :func:`unlearnkit.summarize`
     table) whose greedy answers on the forget split have the lowest mean token entropy."""
     name = "lowest_token_entropy"
