@@ -357,3 +357,38 @@ def test_undial_leaves_forget_positions_uncertain_not_confidently_wrong(runs):
     assert mass(und, "target") < 0.01 and mass(ga, "target") < 0.01
     assert mass(und, "entropy") > 3 * mass(ga, "entropy")
     assert (und.log.forget > 0).all()  # a cross-entropy: bounded below, unlike GA
+
+
+@pytest.mark.parametrize("lora", [False, True])
+def test_bs_s_npo_reference_of_sampled_answers(quick_world, tiny, lora):
+    """BS-S with the NPO base needs pi_ref of answers that did not exist before training. Under LoRA
+    it is exact (adapter disabled); with a cached reference the sampling model scores its own
+    samples at sampling time, which at step 0 *is* the original model."""
+    import copy
+
+    from unlearnkit.data import encode_pairs
+    from unlearnkit.models import wrap_lora
+    from unlearnkit.objectives import ObjectiveContext, get_objective
+    from unlearnkit.objectives.base import seq_logprob
+
+    model, tok = tiny
+    work = copy.deepcopy(model)
+    f = quick_world.forget
+    part = _encoded(tok, f, 4)
+    if lora:
+        work = wrap_lora(work, True)
+        ref = AdapterReference(work)
+    else:
+        ref = CachedReference.build(work, {"forget": part}, {("forget", "seq_logprob")})
+    obj = get_objective("bs_s")
+    ctx = ObjectiveContext(hp=obj.resolve(base="npo", n_samples=2, max_new_tokens=24, alpha=0), ref=ref,
+                           tokenizer=tok, raw={"forget": f})
+    loss, parts = obj(work, {"forget": part}, ctx)
+    assert torch.isfinite(loss) and parts["n_samples"] >= 1 and parts["resampled"] == 4
+    entry = ctx.state["bs_s"]["cache"][f["id"][0]]
+    assert entry["ref_source"] == ("reference" if lora else "model@step0")
+    enc = encode_pairs(tok, [f["question"][0]] * len(entry["samples"]), entry["samples"])
+    with torch.no_grad():
+        want = seq_logprob(model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits,
+                           enc["labels"])
+    assert torch.allclose(entry["ref"], want, atol=1e-4)

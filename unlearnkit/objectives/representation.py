@@ -101,7 +101,7 @@ def _setup(model, batch, ctx, layer):
                    "trainable": Param(".*", "regular expression over parameter names: only matching ones are "
                                       "trained ('.*' = all, OpenUnlearning TOFU; WMDP: "
                                       "'layers\\.(5|6|7)\\.mlp\\.down_proj')"),
-                   "vector_seed": Param(0, "seed of the random control vector u (fixed for the whole run)")},
+                   "vector_seed": Param(0, "seed of the random control vector u (fixed for the whole run)", low=0)},
            requires=_rmu_requirements)
 def rmu(model, batch, ctx):
     """Representation Misdirection for Unlearning.
