@@ -169,7 +169,7 @@ def test_missing_inputs_raise_by_name_and_skip_in_suites(quick_world, tiny):
         evaluate(model, tok, forget, ["forget_quality"], progress=False)
     with pytest.warns(UserWarning, match="'entailment_score' skipped.*nli_model"):
         df = evaluate(model, tok, forget, "closer_look", progress=False)
-    assert set(df.metric) == {"token_entropy", "cosine_similarity", "fact_recall"}
+    assert set(df.metric) == {"token_entropy", "cosine_similarity", "fact_recall", "collapse"}
     with warnings.catch_warnings(record=True) as ws:
         warnings.simplefilter("always")
         df = evaluate(model, tok, forget, ["squeeze", "robustness"], progress=False)

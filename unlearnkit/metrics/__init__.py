@@ -1,14 +1,14 @@
 """Metrics: each registered by name, returning tidy per-example tables; suites group them.
 
 Suites: ``tofu`` (probability, rouge, truth_ratio, forget_quality, model_utility), ``closer_look``
-(token_entropy, cosine_similarity, entailment_score, fact_recall), ``muse``
+(token_entropy, cosine_similarity, entailment_score, fact_recall, collapse), ``muse``
 (verbatim_memorization, knowledge_memorization, privleak), ``mia`` (mia_loss, mia_zlib, mia_min_k,
 mia_min_k_plus_plus, mia_reference, privleak), ``squeeze`` (squeezing), ``robustness``
 (relearning, quantization, paraphrase_probe, prefix_probe) and ``all``. The reference page
 ``docs/metrics.md`` is generated from the registry by :mod:`unlearnkit.metrics.catalog`.
 """
 
-from . import closer_look, mia, muse, robustness, squeezing, tofu  # noqa: F401  (registers)
+from . import closer_look, collapse, mia, muse, robustness, squeezing, tofu  # noqa: F401  (registers)
 from .base import (
                    METRICS,
                    NEEDS,

@@ -1,0 +1,55 @@
+"""Collapse detector: output that repeats itself or is no longer language is *collapse*, not forgetting.
+
+Gradient ascent drives a model into babble ("born born born ..."), which ROUGE against the true
+answer scores as perfectly forgotten. This metric flags such generations so that tables report
+them as what they are (DESIGN.md, spec E8).
+
+A greedy answer counts as collapsed when any of these holds (thresholds are options):
+
+* it is empty;
+* its repeated-bigram rate ``1 - |distinct token bigrams| / |token bigrams|`` exceeds
+  ``collapse_repetition`` (default 0.5) — half of its bigrams are repeats;
+* it has at least ``collapse_min_tokens`` (default 4) tokens and its closer-look token entropy
+  (``H / log2 n`` over unigrams) is below ``collapse_entropy`` (default 0.6).
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from .base import metric
+from .closer_look import _row_ids, token_entropy_value
+
+
+def repetition_rate(tokens, n: int = 2) -> float:
+    """Share of repeated n-grams: ``1 - |distinct n-grams| / |n-grams|`` (0 when there are none).
+
+    >>> repetition_rate(["born", "born", "born", "born"])  # 3 bigrams, 1 distinct
+    0.6666666666666667
+    """
+    grams = [tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)]
+    return 1 - len(set(grams)) / len(grams) if grams else 0.0
+
+
+def is_collapsed(tokens, repetition: float = 0.5, entropy: float = 0.6, min_tokens: int = 4) -> bool:
+    """The rule above, on a list of tokens."""
+    if not tokens:
+        return True
+    if repetition_rate(tokens) > repetition:
+        return True
+    return len(tokens) >= min_tokens and token_entropy_value(tokens) < entropy
+
+
+@metric("collapse", suites=("closer_look",), direction="more degenerate output (collapse, not forgetting)",
+        formula="1 if greedy answer is empty, >50% repeated bigrams, or token entropy < 0.6 (n >= 4); mean = collapse rate",
+        source="unlearnkit (DESIGN.md collapse detector); token entropy from Yuan et al. 2024", fields=("question",))
+def collapse(ctx, split, data):
+    """Per greedy answer: 1.0 if collapsed, else 0.0; with its repetition rate and token entropy."""
+    gens = ctx.generations(split, data)
+    toks = [ctx.tokenizer.tokenize(g) if g else [] for g in gens]
+    o = ctx.options
+    flags = [is_collapsed(t, o.get("collapse_repetition", 0.5), o.get("collapse_entropy", 0.6),
+                          o.get("collapse_min_tokens", 4)) for t in toks]
+    return pd.DataFrame({"id": _row_ids(data), "value": [float(f) for f in flags],
+                         "repetition": [repetition_rate(t) for t in toks],
+                         "token_entropy": [token_entropy_value(t) for t in toks], "generation": gens})
