@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from ..data import encode_pairs
+from ..data import encode_pairs, encode_prompts
 from .base import (
     RETAIN_PARAMS,
     Param,
@@ -153,7 +153,12 @@ def _refresh(model, batch, ctx):
     gm = _gen_model(model)
     qs = [st["questions"][i] for i in stale]
     n = hp["n_samples"]
-    texts = generate(gm, tok, qs, max_new_tokens=hp["max_new_tokens"], do_sample=True,
+    # never sample past the positions the model was built for (the miniature: 96)
+    max_new = hp["max_new_tokens"]
+    max_pos = getattr(getattr(gm, "config", None), "max_position_embeddings", None)
+    if isinstance(max_pos, int):
+        max_new = max(1, min(max_new, max_pos - encode_prompts(tok, qs)["input_ids"].shape[1]))
+    texts = generate(gm, tok, qs, max_new_tokens=max_new, do_sample=True,
                      temperature=hp["temperature"], num_return_sequences=n,
                      seed=hp["sample_seed"] * 1_000_003 + ctx.step)
     live_ref = ctx.ref is not None and getattr(ctx.ref, "live", False)
@@ -193,7 +198,8 @@ def _base_loss(model, part, base, beta, ref_lp=None):
                    "n_samples": Param(1, "N: answers sampled per forget question", low=1),
                    "temperature": Param(1.0, "sampling temperature (full distribution, no top-k/top-p)",
                                         low=0.0, low_open=True),
-                   "max_new_tokens": Param(200, "length limit of a sampled answer (tokens)", low=1),
+                   "max_new_tokens": Param(200, "length limit of a sampled answer (tokens; also capped so prompt + "
+                                           "answer fit the model's max_position_embeddings)", low=1),
                    "regen_every": Param(10, "resample a question's answers once they are this many steps old "
                                         "(1 = every step, the BS code's 0; the BS code's default is 2 epochs)",
                                         low=1),
