@@ -39,8 +39,10 @@ browser-deps:
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) \
 	  || echo "chromium could not be installed: the browser test will skip"
 
+# one torch thread per process: the tiny model gains nothing from more, and test processes
+# (pytest, notebook kernels, JupyterLab) must not spin-wait against each other on 2 cores
 test: $(STAMP) browser-deps
-	$(PY) -m pytest tests -q
+	OMP_NUM_THREADS=1 $(PY) -m pytest tests -q
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks/
