@@ -115,3 +115,10 @@ def test_save_writes_png(tmp_path):
     path = viz.save(fig, "x", tmp_path)
     assert path.read_bytes().startswith(b"\x89PNG")
     assert viz.save(fig, "x", None) is None
+
+
+def test_split_bars_one_legend_for_all_panels():
+    fig = viz.plot_split_bars(summary(), metrics=("rouge", "model_utility"), splits=("forget", "retain+world_facts"))
+    assert len(fig.axes) == 2 and all(ax.get_legend() is None for ax in fig.axes)
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["target", "GA", "NPO"]
+    assert len(fig.axes[0].patches) >= 3 and fig.axes[0].get_ylabel() == "rouge"

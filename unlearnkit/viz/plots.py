@@ -75,9 +75,13 @@ def plot_split_bars(summary: pd.DataFrame, metrics=("probability", "rouge"), spl
         sns.barplot(data=d[d.metric == m], x="split", y="value", hue="model", order=[s for s in splits if s in set(d.split)],
                     ax=ax)
         ax.set(xlabel="", ylabel=m, ylim=(0, 1.05), title=m)
-        ax.legend(fontsize=8, title=None)
+        handles, labels = ax.get_legend_handles_labels()
+        if ax.get_legend() is not None:
+            ax.get_legend().remove()
     fig.suptitle(title)
     fig.tight_layout()
+    # one legend for all panels, outside them, so that no bar is hidden
+    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=9, title="model")
     return fig
 
 
@@ -151,8 +155,11 @@ def plot_answer_distribution(table: pd.DataFrame, ax=None, title: str | None = N
 
 
 def printable(tok: str) -> str:
-    """A token as text every font can draw: newlines as ⏎, other control characters escaped."""
+    """A token as text every font can draw: newlines as ⏎, a token of spaces as ␣, other control
+    characters escaped."""
     tok = str(tok).replace("\n", "⏎")
+    if tok and not tok.strip(" "):
+        tok = "␣" * len(tok)
     return "".join(c if c.isprintable() or c == " " else f"\\x{ord(c):02x}" for c in tok)
 
 

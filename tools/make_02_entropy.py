@@ -1,0 +1,298 @@
+"""Writes notebooks/02_entropy_and_answer_preservation.ipynb (run: .venv/bin/python tools/make_02_entropy.py)."""
+
+from pathlib import Path
+
+from nbgen import write
+
+cells = [
+("md", """
+# 02 · Entropy and answer preservation: untargeted vs targeted unlearning
+
+"A Closer Look at Machine Unlearning for LLMs" sorts unlearning objectives into two families:
+
+* **untargeted**: push the model *away* from the forget answers without saying what to answer
+  instead: gradient ascent (**GA**), **NPO**, and maximizing the entropy of the prediction (**ME**);
+* **targeted**: train the model *towards* a chosen answer, a refusal such as "I don't know."
+  (**IDK**), and IDK with **answer preservation** (**IDK+AP**), which also asks the model to keep
+  answering the retain questions.
+
+Each family fails in its own way. Untargeted objectives can leave the model babbling: output that
+repeats itself, which a ROUGE score reads as "forgotten". Targeted ones can teach the model to
+refuse everything, retain questions included. This notebook measures both with three metrics that
+look at what the model *says*:
+
+* **token entropy** (normalized unigram entropy of the generated tokens, in [0, 1]; low =
+  repetitive, degenerate output);
+* **cosine similarity** between the embeddings of the generated and the true answer;
+* **fact recall**: does the answer still state the fact's value (the miniature world knows it)?
+
+and, token by token, with the **entropy explorer**: how unsure is the model of each word it says?
+
+Every number and sentence below is computed when you run the notebook.
+"""),
+("code", """
+# Parameters (papermill: -p name value, or -y for the dicts). quick=True shrinks everything for CI.
+quick = False
+seed = 0
+steps = 30                 # unlearning steps of each objective
+lrs = {"ga": 3e-4, "npo": 3e-4, "me": 3e-4, "idk_nll": 2e-3, "idk_ap": 2e-3}  # objective -> learning rate
+idk = ["I don't know."]    # refusals the targeted objectives train towards (None: the kit's bank of 60)
+ap_gd = 0.0                # IDK+AP: weight of an extra plain retain NLL (0 in the paper)
+probe_every = 1            # record probes every k steps
+probe_size = 8             # forget questions probed along the way
+retain_size = 40           # retain questions evaluated (the whole retain split: None)
+figures_dir = "figures"    # where PNG figures are written (None: do not save)
+show_solutions = False     # instructors: run the exercise checks on the reference solutions
+""", ["parameters"]),
+("code", """
+import numpy as np
+import pandas as pd
+import unlearnkit as uk
+from unlearnkit import exercises as ex
+from unlearnkit import viz
+
+viz.setup()
+pd.set_option("display.max_colwidth", 60)
+max_new_tokens = 48
+if quick:  # CI: fewer steps and probes, shorter generations
+    steps, probe_every, probe_size, max_new_tokens = min(steps, 20), max(probe_every, 5), min(probe_size, 4), 24
+    retain_size = min(retain_size or 20, 20)
+names = {"ga": "GA", "npo": "NPO", "me": "ME", "idk_nll": "IDK", "idk_ap": "IDK+AP"}
+"""),
+("md", """
+## 1. The world, the model, and the data we evaluate on
+
+The forget split holds the facts to remove; a slice of the retain split checks that the other
+people's facts survive.
+"""),
+("code", """
+world = uk.make_world(seed=seed, quick=quick)
+model, tok = uk.target_model(world, progress=False)
+forget = world.forget
+retain = world.retain if retain_size is None else world.retain.select(range(min(retain_size, len(world.retain))))
+print(f"{len(forget)} forget questions, {len(retain)} retain questions; refusal(s) for IDK: {idk}")
+"""),
+("md", """
+## 2. Five objectives on the same model
+
+Each objective trains a copy of the model with its own learning rate (`lrs`); probes record the
+greedy answers and the predictive entropy of every generated token along the way.
+"""),
+("code", """
+results = {}
+for m, lr in lrs.items():
+    extra = {"gd": ap_gd} if m == "idk_ap" else {}
+    results[names.get(m, m)] = uk.unlearn(model, tok, forget, world.retain, method=m, steps=steps, lr=lr, idk=idk,
+                                          probe_every=probe_every, probe_size=probe_size,
+                                          max_new_tokens=max_new_tokens, seed=seed, progress=False, **extra)
+fig = viz.plot_method_trajectories(results, quantities=("target", "belief"))
+viz.save(fig, "02_trajectories", figures_dir)
+"""),
+("md", """
+The left panel is the probability of the forget answer, the middle one that of the model's own
+current answer (how sure it is of what it says), the right one the mean predictive entropy at the
+answer positions, in nats. A model that is sure of a *new* answer (a refusal) keeps its own answer
+likely; a model pushed towards maximal entropy does not.
+
+## 3. The entropy explorer
+
+Each generated token is coloured by the **predictive entropy** of the distribution it was drawn
+from: pale = the model was sure, dark red = it was guessing. The bars beside it give the answer's
+**token entropy** (low = it repeats itself) and the mean predictive entropy. Pick an objective, a
+question and a step.
+"""),
+("code", """
+explorer = viz.EntropyExplorer(results, forget)
+viz.save(explorer.figure, "02_entropy_explorer", figures_dir)
+explorer
+""", ["nbval-ignore-output"]),
+("code", """
+rows = []
+for name, r in results.items():
+    explorer.select(method=name, step=explorer.step.options[-1][1])
+    v = explorer.view
+    rows.append({"objective": name, "answer now": v["after"]["text"], "token entropy": v["after"]["token_entropy"],
+                 "mean predictive entropy": v["after"]["mean_entropy"]})
+print(f"Question: {explorer.rows[explorer.question.value]['question']}   before: {v['before']['text']!r} "
+      f"(token entropy {v['before']['token_entropy']:.2f}, mean predictive entropy {v['before']['mean_entropy']:.2f})")
+pd.DataFrame(rows).round(3)
+"""),
+("md", """
+### Exercise 1 · Token entropy
+
+> Difficulty ●●○○○ · ~5 min
+
+Write `token_entropy(tokens)`: the entropy of the token frequencies, `H = -Σ f log2 f` with
+`f = count / n`, divided by `log2(n)` so that it lies in [0, 1] (1: every token different; 0: one
+token repeated). Define it as 0 for answers of 0 or 1 tokens.
+"""),
+("code", """
+def token_entropy(tokens):
+    \"\"\"Normalized unigram entropy of a list of tokens, in [0, 1].\"\"\"
+    # YOUR CODE HERE
+    raise NotImplementedError
+"""),
+("code", """
+ex.check_token_entropy(ex.reference("token_entropy") if show_solutions else token_entropy)
+"""),
+("md", """
+## 4. Measuring what the models say
+
+The three closer-look metrics on the forget questions and on the retain questions, for the model
+before unlearning and after each objective.
+"""),
+("code", """
+metrics = ["token_entropy", "cosine_similarity", "fact_recall"]
+data = {"forget": forget, "retain": retain}
+frames = [uk.evaluate(model, tok, data, metrics, model_name="before", progress=False, idk=idk,
+                      max_new_tokens=max_new_tokens)]
+frames += [uk.evaluate(r.model, tok, data, metrics, model_name=name, progress=False, idk=idk,
+                       max_new_tokens=max_new_tokens) for name, r in results.items()]
+table = pd.concat(frames, ignore_index=True)
+summary = uk.summarize(table)
+fig = viz.plot_metric_table(summary, title="Closer-look metrics (forget and retain questions)")
+viz.save(fig, "02_metric_table", figures_dir)
+summary.pivot_table(index="model", columns=["split", "metric"], values="value", sort=False).round(3)
+"""),
+("code", """
+fig = viz.plot_split_bars(summary, metrics=("token_entropy", "cosine_similarity", "fact_recall"),
+                          splits=("forget", "retain"), title="What the models say, forget vs retain")
+viz.save(fig, "02_split_bars", figures_dir)
+"""),
+("md", """
+What did each model actually answer? `fact_recall` labels each answer: the **true** value, a
+**wrong** value, a **refusal**, or **none** of these (babble, or another fact).
+"""),
+("code", """
+fr = table[table.metric == "fact_recall"]
+labels = fr.groupby(["model", "split"], sort=False)["label"].value_counts().unstack(fill_value=0)
+labels
+"""),
+("code", """
+first = fr[fr.split == "forget"].groupby("model", sort=False).head(2)[["model", "id", "generation", "label"]]
+first
+"""),
+("code", """
+wide = summary.pivot_table(index="model", columns=["split", "metric"], values="value", sort=False)
+te = wide[("forget", "token_entropy")]
+lowest_te = te.drop("before").idxmin()
+print(f"Lowest token entropy on the forget questions: {lowest_te} ({te[lowest_te]:.3f}; before unlearning "
+      f"{te['before']:.3f}).")
+refused = labels["refusal"] if "refusal" in labels.columns else pd.Series(0, index=labels.index)
+for name in ("IDK", "IDK+AP"):
+    if name in results:
+        print(f"{name}: refuses {refused.get((name, 'forget'), 0)} of {len(forget)} forget questions and "
+              f"{refused.get((name, 'retain'), 0)} of {len(retain)} retain questions; retain fact recall "
+              f"{wide.loc[name, ('retain', 'fact_recall')]:.2f} (before: {wide.loc['before', ('retain', 'fact_recall')]:.2f}).")
+if {"IDK", "IDK+AP"} <= set(results):
+    d = wide.loc["IDK+AP", ("retain", "fact_recall")] - wide.loc["IDK", ("retain", "fact_recall")]
+    print(f"Answer preservation changed retain fact recall by {d:+.2f} in this run.")
+"""),
+("md", """
+### What does answer preservation preserve?
+
+IDK's objective keeps the retain answers with a plain likelihood term on them. IDK+AP replaces it
+with a *preference*: on a retain question, the true answer should stay more likely than the
+refusal, `-log σ(β · margin) / β` with `margin = log π(answer) - log π(refusal)`. A preference
+stops pulling once it holds: its gradient is scaled by `σ(-β · margin)`. The training log records
+the margin at every step.
+"""),
+("code", """
+if "IDK+AP" in results:
+    log = results["IDK+AP"].log
+    beta = results["IDK+AP"].hparams["beta"]
+    margin = log["ap_margin"]
+    pull = 1 / (1 + np.exp(beta * margin))  # σ(-β·margin): the AP gradient's share of its maximum
+    print(f"retain margin log π(answer) - log π(refusal): {margin.iloc[0]:.1f} nats at the first step, "
+          f"{margin.iloc[-1]:.1f} at the last; AP's pull σ(-β·margin) from {pull.iloc[0]:.2g} to {pull.iloc[-1]:.2g}.")
+    if {"IDK", "IDK+AP"} <= set(results):
+        a, b = wide.loc["IDK", ("retain", "fact_recall")], wide.loc["IDK+AP", ("retain", "fact_recall")]
+        if b < a and pull.max() < 0.05:
+            print(f"Here the preference already held by a wide margin, so AP barely pulled, and nothing else "
+                  f"anchored the retain answers: retain fact recall {b:.2f} vs {a:.2f} with IDK's plain "
+                  "likelihood term. Try ap_gd=1 (an extra retain NLL) or a smaller learning rate.")
+        elif b >= a:
+            print(f"Retain fact recall {b:.2f} with IDK+AP vs {a:.2f} with IDK: AP kept the retain answers at "
+                  "least as well.")
+        else:
+            print(f"Retain fact recall {b:.2f} with IDK+AP vs {a:.2f} with IDK.")
+    display(log[["step", "forget", "retain", "ap_margin"]].round(3).tail(5))
+"""),
+("md", """
+Read the table with the three metrics together. A model can state no fact on the forget questions
+for very different reasons: it refuses (targeted), it says something else fluently, or it babbles
+(low token entropy). Fact recall alone cannot tell these apart, and it can even count a babbled
+answer as "true" when the value appears in it: look for answers labelled `true` with a low token
+entropy. Cosine similarity rewards answers that *sound* like the truth, even with a wrong value.
+
+### Exercise 2 · Targeted or untargeted?
+
+> Difficulty ●○○○○ · ~2 min
+
+For each objective trained here, write `"targeted"` if it trains the model towards a chosen
+answer, `"untargeted"` if it only pushes the model away from the forget answers.
+"""),
+("code", """
+families = {"ga": ..., "npo": ..., "me": ..., "idk_nll": ..., "idk_ap": ...}  # "targeted" or "untargeted"
+"""),
+("code", """
+ex.check_targeted(ex.reference("targeted") if show_solutions else families)
+"""),
+("md", """
+### Exercise 3 · Which model babbles most?
+
+> Difficulty ●○○○○ · ~2 min
+
+From the summary table, which model's answers to the **forget** questions have the lowest token
+entropy? Give its name as it appears in the `model` column.
+"""),
+("code", """
+lowest = ...  # a model name from the table, e.g. "GA"
+"""),
+("code", """
+ex.check_lowest_token_entropy(summary, ex.reference("lowest_token_entropy", summary) if show_solutions else lowest)
+"""),
+("md", """
+## 5. Forgetting vs utility
+
+TOFU summarizes a model with two numbers: **forget quality** (p-value of a test that its truth
+ratios on the forget questions look like those of a model never trained on them; right = more
+forgotten) and **model utility** (harmonic mean of probability, ROUGE and truth ratio on the other
+splits). The scatter puts each model on that plane, forget quality on a log axis.
+"""),
+("code", """
+reference = uk.retain_model(world, progress=False)
+tofu_data = {"forget": forget, "retain": retain, "world_facts": world.world_facts}
+tofu = [uk.evaluate(model, tok, tofu_data, ["forget_quality", "model_utility"], reference=reference,
+                    model_name="before", progress=False, max_new_tokens=max_new_tokens)]
+tofu += [uk.evaluate(r.model, tok, tofu_data, ["forget_quality", "model_utility"], reference=reference,
+                     model_name=name, progress=False, max_new_tokens=max_new_tokens) for name, r in results.items()]
+tofu_summary = uk.summarize(pd.concat(tofu, ignore_index=True))
+fig = viz.plot_tradeoff(tofu_summary, title="Forget quality vs model utility")
+viz.save(fig, "02_tradeoff", figures_dir)
+viz.tradeoff_table(tofu_summary).round(4)
+"""),
+("code", """
+fq = viz.tradeoff_table(tofu_summary).set_index("model")["forget_quality"]
+print(f"The KS test behind forget quality compares {len(forget)} truth ratios per model.")
+if fq["before"] > 0.05:
+    print(f"With so few, even the model before unlearning gets p = {fq['before']:.3f} > 0.05: the test cannot "
+          "tell it from the retain model. Read forget quality with the number of forget questions in mind.")
+"""),
+("md", """
+## 6. Check yourself
+
+The cell below checks what must hold whatever the run (token entropy lies in [0, 1], the models
+differ from the original) and prints the rest. Rerun with other learning rates, e.g.
+`papermill -y '{lrs: {ga: 1e-4, me: 1e-4, idk_nll: 3e-3, idk_ap: 3e-3}}'`, and compare.
+"""),
+("code", """
+te_all = table[table.metric == "token_entropy"].value
+assert te_all.between(0, 1 + 1e-9).all(), "token entropy is normalized to [0, 1]"
+changed = [n for n in results if (wide.loc[n] - wide.loc["before"]).abs().max() > 1e-6]
+assert changed, "no objective changed what the model says"
+print(f"objectives that changed the answers: {changed}; lowest forget token entropy: {lowest_te}")
+"""),
+]
+
+write(Path(__file__).resolve().parents[1] / "notebooks" / "02_entropy_and_answer_preservation.ipynb", cells)
