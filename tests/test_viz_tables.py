@@ -134,3 +134,14 @@ def test_tradeoff_table():
     assert list(t.model) == ["a", "b"] and list(t.forget_quality) == [1e-3, 0.2]
     with pytest.raises(ValueError, match="needs both"):
         tables.tradeoff_table(s[s.metric == "model_utility"])
+
+
+def test_mass_table_one_row_per_objective():
+    a = probes({0: (0.6, 0.3, 0.01, 0.6, 0.6, "Ann was born in Oslo."),
+                4: (0.05, 0.8, 0.02, 0.8, 0.05, "Oslo is the birthplace of Ann.")})
+    b = probes({0: (0.6, 0.3, 0.01, 0.6, 0.6, "Ann was born in Oslo."),
+                2: (0.5, 0.3, 0.01, 0.5, 0.5, "Ann was born in Oslo.")})
+    t = tables.mass_table({"A": SimpleNamespace(probes=a), "B": SimpleNamespace(probes=b)}, DATA)
+    assert list(t.index) == ["A", "B"] and list(t.columns) == ["target", "paraphrase", "perturbed", "other"]
+    assert t.loc["A", "paraphrase"] == pytest.approx(0.8) and t.loc["B", "target"] == pytest.approx(0.5)
+    assert t.loc["B", "other"] == pytest.approx(1 - 0.81)

@@ -135,3 +135,19 @@ def test_entropy_explorer_follows_slider_and_objective(runs, quick_world):
     n_tokens = len(ex.view["before"]["tokens"]) + len(ex.view["after"]["tokens"])
     assert len(ex.figure.axes[0].patches) == n_tokens
     assert "greedy answer" in ex.info.value
+
+
+def test_misreport_table_flags_rouge_drops_that_keep_the_fact(runs, quick_world, tiny):
+    from unlearnkit.viz import misreport_table
+
+    model, tok = tiny
+    data = quick_world.forget.select(range(4))
+    t = misreport_table(runs["GA lr 1e-3"].model, tok, data, before=model, max_new_tokens=16)
+    assert list(t.id) == list(data["id"]) and list(t.value) == list(data["value"])
+    assert set(t.states) <= {"true", "wrong", "refusal", "none"}
+    assert t.rouge.between(0, 1).all() and (t.rouge_before > 0.9).all()  # the original model says the answer
+    expected = (t.rouge < 0.5) & (t.rouge < t.rouge_before) & (t.states == "true")
+    assert (t.misreported == expected).all()
+    # every row flagged really does state the value in its answer
+    for r in t[t.misreported].itertuples():
+        assert r.value.lower() in r.answer.lower()

@@ -33,7 +33,7 @@ lr = 1e-4                          # learning rate (AdamW)
 probe_every = 1                    # record probes every k steps
 probe_size = 8                     # forget questions probed along the way
 methods = ["ga", "bs_t", "bs_s"]   # objectives to compare (names from unlearnkit.list_objectives())
-bs_lam = 0.5                       # BS-T / BS-S: share of the model's own beliefs in what is pushed down (0 = GA)
+bs_lam = 0.5                       # BS-T / BS-S: share of the model's own beliefs in what is pushed down; 0 is plain GA
 figures_dir = "figures"            # where PNG figures are written (None: do not save)
 show_solutions = False             # instructors: run the exercise checks on the reference solutions
 """, ["parameters"]),
@@ -176,8 +176,7 @@ viz.save(fig, "01_objectives_trajectories", figures_dir)
 ("code", """
 fig = viz.plot_where_mass_goes(results, forget)
 viz.save(fig, "01_where_mass_goes", figures_dir)
-ends = {name: viz.mean_answer_distribution(r.probes, forget).set_index("kind").after for name, r in results.items()}
-ends = pd.DataFrame(ends).T[["target", "paraphrase", "perturbed", "other"]]
+ends = viz.mass_table(results, forget)  # mean mass of each kind of answer at each run's last step
 ends.round(3)
 """),
 ("code", """

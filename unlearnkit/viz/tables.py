@@ -188,6 +188,19 @@ def mean_answer_distribution(probes: pd.DataFrame, data, step: int | str = "last
     return out
 
 
+def mass_table(results: dict, data, step: int | str = "last", *, split: str = "forget",
+               kinds=("target", "paraphrase", "perturbed", "other")) -> pd.DataFrame:
+    """One row per objective (``results``: ``{name: UnlearnResult}``): the mean mass of each kind
+    of answer at ``step`` (default: each run's last), from :func:`mean_answer_distribution`."""
+    rows = {}
+    for name, res in results.items():
+        d = mean_answer_distribution(res.probes, data, step, split=split).set_index("kind")["after"]
+        rows[name] = d.reindex(list(kinds))
+    out = pd.DataFrame(rows).T
+    out.columns.name = None
+    return out
+
+
 # -- token level -----------------------------------------------------------------------------------
 
 def answer_token_ids(tokenizer, text: str) -> tuple[int, ...]:
