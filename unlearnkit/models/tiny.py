@@ -81,8 +81,25 @@ def _lr_lambda(total: int, warmup: int):
     return f
 
 
+#: torch intra-op threads used while training a tiny model. Float sums depend on the thread count,
+#: so it is pinned: every machine (with the same torch build) trains the same bits from the same seed.
+BUILD_THREADS = 2
+
+
 def train_tiny(pairs: list[tuple[str, str]], tokenizer, cfg: TinyConfig, progress: bool = True, desc: str = "train"):
-    """Train a fresh tiny Llama on (question, answer) pairs; returns the model in eval mode."""
+    """Train a fresh tiny Llama on (question, answer) pairs; returns the model in eval mode.
+
+    Runs with ``BUILD_THREADS`` torch threads (restored afterwards) so the result is repeatable.
+    """
+    prev = torch.get_num_threads()
+    torch.set_num_threads(BUILD_THREADS)
+    try:
+        return _train_tiny(pairs, tokenizer, cfg, progress, desc)
+    finally:
+        torch.set_num_threads(prev)
+
+
+def _train_tiny(pairs, tokenizer, cfg: TinyConfig, progress: bool, desc: str):
     from tqdm.auto import tqdm
     from transformers import LlamaConfig, LlamaForCausalLM
 
