@@ -30,7 +30,7 @@ quick = False
 seed = 0
 steps = 30                         # unlearning steps of each objective
 lr = 1e-4                          # learning rate (AdamW)
-probe_every = 1                    # record probes every k steps
+probe_every = 2                    # record probes every k steps
 probe_size = 8                     # forget questions probed along the way
 methods = ["ga", "bs_t", "bs_s"]   # objectives to compare (names from unlearnkit.list_objectives())
 bs_lam = 0.5                       # BS-T / BS-S: share of the model's own beliefs in what is pushed down; 0 is plain GA
@@ -83,7 +83,7 @@ sq = ga.squeeze_summary("forget")
 t, p = sq.loc["target"], sq.loc["paraphrase"]
 print(f"GA took the target answer's mass from {t.start:.3f} to {t.end:.3f} in {steps} steps.")
 if p.peak > p.start + 0.05:
-    print(f"The paraphrase went from {p.start:.3f} to {p.peak:.3f} (peak at step {p.peak_step}): "
+    print(f"The paraphrase went from {p.start:.3f} to {p.peak:.3f} (peak at step {int(p.peak_step)}): "
           "the mass was squeezed into an answer that states the same fact.")
 else:
     print(f"The paraphrase went from {p.start:.3f} to {p.end:.3f}: no squeeze into it in this run.")

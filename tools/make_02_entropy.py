@@ -38,7 +38,7 @@ steps = 30                 # unlearning steps of each objective
 lrs = {"ga": 3e-4, "npo": 3e-4, "me": 3e-4, "idk_nll": 2e-3, "idk_ap": 2e-3}  # objective -> learning rate
 idk = ["I don't know."]    # refusals the targeted objectives train towards (None: the kit's bank of 60)
 ap_gd = 0.0                # IDK+AP: weight of an extra plain retain NLL (0 in the paper)
-probe_every = 1            # record probes every k steps
+probe_every = 2            # record probes every k steps
 probe_size = 8             # forget questions probed along the way
 retain_size = 40           # retain questions evaluated (the whole retain split: None)
 figures_dir = "figures"    # where PNG figures are written (None: do not save)
@@ -204,11 +204,12 @@ if "IDK+AP" in results:
     margin = log["ap_margin"]
     pull = 1 / (1 + np.exp(beta * margin))  # σ(-β·margin): the AP gradient's share of its maximum
     print(f"retain margin log π(answer) - log π(refusal): {margin.iloc[0]:.1f} nats at the first step, "
-          f"{margin.iloc[-1]:.1f} at the last; AP's pull σ(-β·margin) from {pull.iloc[0]:.2g} to {pull.iloc[-1]:.2g}.")
+          f"{margin.iloc[-1]:.1f} at the last; AP's pull σ(-β·margin): median {pull.median():.2g} over the steps, "
+          f"at most {pull.max():.2g}.")
     if {"IDK", "IDK+AP"} <= set(results):
         a, b = wide.loc["IDK", ("retain", "fact_recall")], wide.loc["IDK+AP", ("retain", "fact_recall")]
-        if b < a and pull.max() < 0.05:
-            print(f"Here the preference already held by a wide margin, so AP barely pulled, and nothing else "
+        if b < a and pull.median() < 0.05:
+            print(f"Here the preference held by a wide margin at most steps, so AP barely pulled, and nothing else "
                   f"anchored the retain answers: retain fact recall {b:.2f} vs {a:.2f} with IDK's plain "
                   "likelihood term. Try ap_gd=1 (an extra retain NLL) or a smaller learning rate.")
         elif b >= a:

@@ -16,7 +16,7 @@ PALETTE = {"target": "#d62728", "paraphrase": "#1f77b4", "perturbed": "#7f7f7f",
            "initial_belief": "#9467bd", "other": "#c7c7c7", "entropy": "#ff7f0e"}
 LABELS = {"target": "target answer", "paraphrase": "paraphrased answer", "perturbed": "perturbed (wrong) answers",
           "belief": "current greedy answer", "initial_belief": "greedy answer before unlearning",
-          "entropy": "predictive entropy"}
+          "entropy": "predictive entropy", "other": "everything else"}
 
 
 def setup():
