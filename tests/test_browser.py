@@ -28,7 +28,7 @@ import pytest
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(900)]
 
 REPO = Path(__file__).resolve().parents[1]
-CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM = Path(os.environ.get("UNLEARNKIT_CHROMIUM", "/usr/bin/chromium"))  # Debian's package
 NOTEBOOK = "01_squeezing_and_beliefs.ipynb"
 ARTIFACTS = REPO / "test-artifacts"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -131,7 +131,7 @@ KERNEL_IDLE = """() => {
 CHANGED = "([sel, old]) => { const e = document.querySelector(sel); return !!e && e.innerHTML !== old; }"
 
 
-def test_squeeze_explorer_slider_in_jupyterlab(lab, playwright_api):
+def test_squeeze_explorer_slider_in_jupyterlab(playwright_api, lab):
     ARTIFACTS.mkdir(exist_ok=True)
     with playwright_api() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)

@@ -134,3 +134,26 @@ def test_lowest_token_entropy():
         ex.check_lowest_token_entropy(s, "GA")
     with pytest.raises(ex.ExerciseError, match="not a model"):
         ex.check_lowest_token_entropy(s, "NPO")
+
+
+@pytest.mark.notebooks
+@pytest.mark.parametrize("name", ["01_squeezing_and_beliefs", "02_entropy_and_answer_preservation"])
+def test_notebook_checks_pass_on_the_reference_solutions(name, tmp_path, tiny, tiny_retain):
+    """With ``show_solutions=True`` every check cell of the notebook runs on the reference answers
+    (computed from that very run where the answer depends on it) and passes."""
+    import json
+    from pathlib import Path
+
+    import papermill as pm
+
+    nb_dir = Path(__file__).resolve().parents[1] / "notebooks"
+    out = tmp_path / f"{name}.ipynb"
+    pm.execute_notebook(str(nb_dir / f"{name}.ipynb"), str(out), cwd=str(nb_dir), progress_bar=False,
+                        kernel_name="python3",
+                        parameters={"quick": True, "figures_dir": None, "show_solutions": True})
+    nb = json.loads(out.read_text())
+    checks = [c for c in nb["cells"] if c["cell_type"] == "code" and "ex.check_" in "".join(c["source"])]
+    texts = ["".join(o.get("text", "")) for c in checks for o in c.get("outputs", [])]
+    assert len(checks) == 3
+    assert sum(t.count("✓") for t in texts) == 3, texts
+    assert not any("not done yet" in t for t in texts)
