@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from unlearnkit.metrics import (
+    grad_norm_score,
     answer_prefix,
     classify_answer,
     cosine_scores,
@@ -93,6 +94,44 @@ def test_min_k_and_min_k_plus_plus_hand_computed():
     assert min_k_plus_plus_score([-1.0, -4.0, 0.0], [-1.0, -2.0, -1.0], [2.0, 1.0, 0.5], 0.4) == pytest.approx(2.0)
 
 
+def test_grad_norm_score_hand_computed():
+    # tensors [3, 4] and [0, 1]: L2 norms 5 and 1 -> mean 3; L1 7 and 1 -> 4; Linf 4 and 1 -> 2.5
+    g = [torch.tensor([3.0, 4.0]), torch.tensor([[0.0], [1.0]])]
+    assert grad_norm_score(g, 2) == pytest.approx(3.0)
+    assert grad_norm_score(g, 1) == pytest.approx(4.0)
+    assert grad_norm_score(g, float("inf")) == pytest.approx(2.5)
+    with pytest.raises(ValueError, match="no gradients"):
+        grad_norm_score([])
+
+
+def test_gradnorm_scores_match_autograd_and_restore_the_model(quick_world, tiny):
+    """GradNorm of one forget row equals a hand-run backward of HF's own mean loss; the model's
+    ``requires_grad`` flags and ``.grad`` fields are left as they were."""
+    from unlearnkit.data import encode_pairs
+    from unlearnkit.metrics import EvalContext, gradnorm_scores
+
+    model, tok = tiny
+    rows = quick_world.forget.select(range(2))
+    flags = [p.requires_grad for p in model.parameters()]
+    grads = [p.grad for p in model.parameters()]
+    got = gradnorm_scores(EvalContext(model, tok, options={"mia_gradnorm_p": 1}), "forget", rows)
+    assert [p.requires_grad for p in model.parameters()] == flags
+    assert all(a is b for a, b in zip(grads, (p.grad for p in model.parameters())))
+    enc = encode_pairs(tok, rows["question"][:1], rows["answer"][:1])
+    import copy
+
+    m = copy.deepcopy(model)
+    for p in m.parameters():
+        p.requires_grad_(True)
+    m.eval()
+    m(**enc).loss.backward()
+    want = np.mean([p.grad.abs().sum().item() for p in m.parameters() if p.grad is not None])
+    assert got[0] == pytest.approx(want, rel=1e-4)
+    assert got[0] != pytest.approx(got[1])
+    with pytest.raises(ValueError, match="mia_gradnorm_p"):
+        gradnorm_scores(EvalContext(model, tok, options={"mia_gradnorm_p": 3}), "forget", rows)
+
+
 def test_zlib_reference_auc_privleak():
     assert zlib_score(2.0, "hello") == pytest.approx(2.0 / len(zlib.compress(b"hello")))
     assert list(reference_score([3.0, 1.0], [1.0, 1.5])) == [2.0, -0.5]
@@ -119,6 +158,31 @@ def test_rouge_f1_and_sequence_split():
     assert split_sequence([1, 2, 3], 1.0) == ([1, 2], [3])
     with pytest.raises(ValueError):
         split_sequence([7], 0.5)
+
+
+def test_knowmem_few_shot_pieces(tmp_path):
+    import json
+
+    from unlearnkit.metrics.muse import cut_at_stops, icl_prompt, load_icl_examples
+    from unlearnkit.world import DataError
+
+    rows = [{"question": "Where is Oslo?", "answer": " Norway "}, {"question": "2+2?", "answer": "4"}]
+    f = tmp_path / "forget_qa_icl.json"
+    f.write_text(json.dumps(rows))
+    want = [("Where is Oslo?", "Norway"), ("2+2?", "4")]
+    assert load_icl_examples(f) == want == load_icl_examples(rows) == load_icl_examples([tuple(x) for x in want])
+    assert load_icl_examples({"question": ["Where is Oslo?", "2+2?"], "answer": ["Norway", "4"]}) == want
+    assert icl_prompt(want[:1], "Who?") == "Question: Where is Oslo?\nAnswer: Norway\n\nQuestion: Who?\nAnswer:"
+    assert cut_at_stops("Paris is big.\n\nQuestion: x") == "Paris is big."
+    assert cut_at_stops("Paris Question: x") == "Paris"
+    assert cut_at_stops(" no stop ") == "no stop"
+    with pytest.raises(DataError, match="example 1"):
+        load_icl_examples([rows[0], {"question": "q", "answer": ""}])
+    with pytest.raises(DataError, match="no file"):
+        load_icl_examples(tmp_path / "missing.json")
+    (tmp_path / "bad.json").write_text("[{")
+    with pytest.raises(DataError, match="bad.json"):
+        load_icl_examples(tmp_path / "bad.json")
 
 
 def test_fake_quantize_hand_computed():

@@ -111,7 +111,8 @@ def test_directions_target_vs_ga(tables):
     assert g["forget", "token_entropy"] < t["forget", "token_entropy"]
     assert g["retain", "probability"] > 0.5
     # MIA: forget rows look less like members after GA (higher loss-like scores); AUC cannot rise
-    for m in ("mia_loss", "mia_min_k", "mia_zlib", "mia_min_k_plus_plus"):
+    # (GradNorm, measured: forget 0.085 -> 0.91 per-example norm; AUC 1.0 -> 0.9)
+    for m in ("mia_loss", "mia_min_k", "mia_zlib", "mia_min_k_plus_plus", "mia_gradnorm"):
         assert g["forget", m] > t["forget", m], m
         assert g["forget_vs_holdout", m] <= t["forget_vs_holdout", m] + 1e-9, m
         assert 0 <= g["forget_vs_holdout", m] <= 1
@@ -193,6 +194,26 @@ def test_missing_fields_name_metric_and_field(quick_world, tiny):
     assert any("'fact_recall' skipped: split 'data' lacks field(s) ['value', 'perturbed_answer']" in m for m in msgs)
     assert any("'entailment_score' skipped" in m for m in msgs)
     assert "token_entropy" in set(df.metric) and "fact_recall" not in set(df.metric)
+
+
+def test_knowmem_few_shot_prompts(quick_world, tiny):
+    """With ``knowmem_icl`` KnowMem generates from few-shot prompts (its own answers, cut at the
+    stop strings), not the shared plain-prompt answers. Measured on the quick target: 1.00 plain,
+    0.83 with one retain example as the shot (the 96-token context model is thrown off by it)."""
+    from unlearnkit.metrics import generate_from_ids
+    from unlearnkit.metrics.muse import icl_prompt
+
+    model, tok = tiny
+    forget = quick_world.forget
+    shots = [{"question": q, "answer": a} for q, a in zip(quick_world.retain["question"][:1],
+                                                           quick_world.retain["answer"][:1])]
+    plain = evaluate(model, tok, {"forget": forget}, ["knowledge_memorization"], progress=False)
+    few = evaluate(model, tok, {"forget": forget}, ["knowledge_memorization"], knowmem_icl=shots, progress=False)
+    assert list(few.generation) != list(plain.generation)
+    assert not any("Question" in g for g in few.generation)
+    ids = tok(icl_prompt([(shots[0]["question"], shots[0]["answer"])], forget["question"][0]))["input_ids"]
+    assert few.generation[0] == generate_from_ids(model, tok, [ids], max_new_tokens=32)[0].split("\n\n")[0].strip()
+    assert 0.5 < few.value.mean() <= plain.value.mean()
 
 
 def test_privleak_reference_variants(quick_world, tiny, tiny_retain):

@@ -3,7 +3,7 @@
 Suites: ``tofu`` (probability, rouge, truth_ratio, forget_quality, model_utility), ``closer_look``
 (token_entropy, cosine_similarity, entailment_score, fact_recall, collapse), ``muse``
 (verbatim_memorization, knowledge_memorization, privleak), ``mia`` (mia_loss, mia_zlib, mia_min_k,
-mia_min_k_plus_plus, mia_reference, privleak), ``squeeze`` (squeezing), ``robustness``
+mia_min_k_plus_plus, mia_reference, mia_gradnorm, privleak), ``squeeze`` (squeezing), ``robustness``
 (relearning, quantization, paraphrase_probe, prefix_probe) and ``all``. The reference page
 ``docs/metrics.md`` is generated from the registry by :mod:`unlearnkit.metrics.catalog`.
 """
@@ -32,7 +32,7 @@ from .closer_look import (
                    token_entropy_value,
                    wrong_values,
 )
-from .mia import mia_auc, min_k_plus_plus_score, min_k_score, reference_score, zlib_score
+from .mia import grad_norm_score, gradnorm_scores, mia_auc, min_k_plus_plus_score, min_k_score, reference_score, zlib_score
 from .muse import privleak_value, rouge_l_f1
 from .robustness import answer_prefix, fake_quantize, finetune_copy, quantize_copy, relearn_split
 from .scoring import generate, generate_from_ids, score_answers, score_pairs, score_texts
@@ -51,7 +51,7 @@ __all__ = ["METRICS", "NEEDS", "SUITES", "EvalContext", "Metric", "MissingInputE
            "score_pairs", "score_texts", "aggregate_truth_ratio", "forget_quality_value", "harmonic_mean",
            "rouge_recall", "truth_ratio_raw", "token_entropy_value", "cosine_scores", "entailment_values",
            "classify_answer", "is_refusal", "wrong_values", "min_k_score", "min_k_plus_plus_score", "zlib_score",
-           "reference_score", "mia_auc", "privleak_value", "rouge_l_f1", "fake_quantize", "quantize_copy",
+           "reference_score", "mia_auc", "grad_norm_score", "gradnorm_scores", "privleak_value", "rouge_l_f1", "fake_quantize", "quantize_copy",
            "finetune_copy", "relearn_split", "answer_prefix", "belief_answers", "squeeze_candidates",
            "squeeze_decomposition", "squeeze_summary", "token_squeeze", "token_squeeze_summary",
            "metrics_table", "metrics_markdown", "write_metrics_doc"]

@@ -10,6 +10,8 @@ Every attack gives each example a score that **increases with non-member-ness** 
                ``σ_t² = Σ_v p_v (log p_v)² - μ_t²`` (clamped at 1e-6); ``-mean`` of the lowest
                ``max(1, int(k·T'))`` of the ``z_t``
 ``mia_reference``  ``avg_loss(model) - avg_loss(reference model)`` (reference = the retain model)
+``mia_gradnorm``   mean over parameter tensors of ``‖∇_θ avg_loss‖_p`` (``p`` = ``mia_gradnorm_p``,
+               2 by default; 1, 2 or ``inf``), one example per backward pass
 =============  ===============================================================================
 
 Token vectors of Min-K% / Min-K%++ follow OU's ``tokenwise_logprobs``: answer tokens with the
@@ -23,7 +25,7 @@ scored and nothing is dropped (MUSE's whole-text form).
 
 Each metric returns per-example scores (rows of split ``forget`` and ``holdout``, column
 ``member``) and one aggregate row (split ``forget_vs_holdout``, ``id = -1``, value = AUC).
-Options: ``mia_k`` (0.4), ``mia_member_split`` ("forget"), ``batch_size``.
+Options: ``mia_k`` (0.4), ``mia_member_split`` ("forget"), ``batch_size``, ``mia_gradnorm_p`` (2).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import zlib
 
 import numpy as np
 import pandas as pd
+import torch
 
 from ..world.loaders import DataError
 from .base import EvalContext, MissingInputError, get_metric, metric
@@ -241,3 +244,94 @@ def mia_reference(ctx, splits):
     ms = reference_score(attack_scores(ctx, member, mdata, "loss"), _reference_losses(ctx, member, mdata))
     hs = reference_score(attack_scores(ctx, "holdout", hdata, "loss"), _reference_losses(ctx, "holdout", hdata))
     return _table(member, mdata, ms, hdata, hs)
+
+
+# -- GradNorm -------------------------------------------------------------------------------------
+
+
+def grad_norm_score(grads, p: float = 2.0) -> float:
+    """GradNorm score: the mean over parameter tensors of ``‖g‖_p`` (``p`` in {1, 2, inf}).
+
+    ``grads``: the per-tensor gradients of one example's mean loss (tensors or arrays of any
+    shape). ``grad_norm_score([[3, 4], [0, 1]]) == (5 + 1) / 2 == 3.0``.
+    """
+    norms = [float(torch.linalg.vector_norm(torch.as_tensor(g, dtype=torch.float64).reshape(-1), ord=p))
+             for g in grads]
+    if not norms:
+        raise ValueError("grad_norm_score: no gradients (no parameter takes part in the loss)")
+    return float(np.mean(norms))
+
+
+def _gradnorm_p(ctx) -> float:
+    p = ctx.opt("mia_gradnorm_p", 2)
+    p = float("inf") if str(p).lower() in ("inf", "infinity") else float(p)
+    if p not in (1.0, 2.0, float("inf")):
+        raise ValueError(f"option mia_gradnorm_p must be 1, 2 or 'inf', got {ctx.opt('mia_gradnorm_p', 2)!r}")
+    return p
+
+
+def gradnorm_scores(ctx: EvalContext, key: str, data) -> np.ndarray:
+    """GradNorm scores ``(N,)`` of ``data``: one forward + backward per example (batch size 1).
+
+    The loss is the example's mean NLL over the tokens the other attacks score (answer + EOS on QA
+    rows, every token after the first on plain text). Gradients are taken w.r.t. the parameters
+    that require grad (all floating-point parameters when none does, e.g. a frozen model); the
+    model's ``.grad`` fields and ``requires_grad`` flags are restored afterwards, so calling it
+    never disturbs a training state (it is still slow: one backward per row).
+    """
+    ck = ("mia_gradnorm", key, _gradnorm_p(ctx))
+    if ck in ctx.cache:
+        return ctx.cache[ck]
+    from ..data import encode_pairs
+    from .scoring import _device
+
+    model, tok, p = ctx.model, ctx.tokenizer, _gradnorm_p(ctx)
+    if is_text_data(data):
+        max_len = ctx.opt("mia_max_length", 512)
+        encs = []
+        for t in data["text"]:
+            ids = torch.tensor([tok(t, add_special_tokens=True)["input_ids"][:max_len]])
+            encs.append({"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids.clone()})
+    else:
+        encs = [encode_pairs(tok, [q], [a]) for q, a in zip(data["question"], data["answer"])]
+    params = [q for q in model.parameters() if q.requires_grad]
+    enabled = []
+    if not params:
+        enabled = [q for q in model.parameters() if q.is_floating_point()]
+        for q in enabled:
+            q.requires_grad_(True)
+        params = enabled
+    saved = [q.grad for q in params]
+    was = model.training
+    model.eval()
+    dev = _device(model)
+    scores = []
+    try:
+        for enc in encs:
+            for q in params:
+                q.grad = None
+            with torch.enable_grad():
+                out = model(input_ids=enc["input_ids"].to(dev), attention_mask=enc["attention_mask"].to(dev))
+                logits = out.logits[:, :-1].float()
+                labels = enc["labels"][:, 1:].to(dev)
+                loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1),
+                                                         ignore_index=-100)
+                loss.backward()
+            scores.append(grad_norm_score([q.grad for q in params if q.grad is not None], p))
+    finally:
+        for q, g in zip(params, saved):
+            q.grad = g
+        for q in enabled:
+            q.requires_grad_(False)
+        model.train(was)
+    ctx.cache[ck] = np.asarray(scores)
+    return ctx.cache[ck]
+
+
+@metric("mia_gradnorm", formula="score = mean over parameter tensors of ||grad avg NLL||_p (p=2); AUC forget vs holdout",
+        source=_SOURCE + " (gradnorm attack)", **_COMMON)
+def mia_gradnorm(ctx, splits):
+    """GradNorm attack (slow: one backward per row). Option ``mia_gradnorm_p`` (1, 2 or 'inf')."""
+    member, mdata, hdata = _member_and_holdout(ctx, splits, "mia_gradnorm")
+    return _table(member, mdata, gradnorm_scores(ctx, member, mdata), hdata, gradnorm_scores(ctx, "holdout", hdata),
+                  extra={"p": _gradnorm_p(ctx)})

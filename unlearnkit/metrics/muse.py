@@ -7,8 +7,12 @@
   QA rows the text is the training sequence ``"Question: {q}\\nAnswer: {a}"`` (prompt + answer, no
   EOS); for plain-text rows (a ``text`` column) it is the text.
 * ``knowledge_memorization`` (KnowMem): ROUGE-L **F1** of the greedy answer against the answer.
-  Variant: MUSE prompts with few-shot QA examples and 32 new tokens; here the kit's plain prompt
-  and shared greedy generations (``max_new_tokens`` option, default 48) are used.
+  MUSE's protocol prompts with few-shot QA examples (option ``knowmem_icl``: a path to MUSE's
+  ``*_qa_icl.json`` or a list of ``{"question", "answer"}`` examples), generates at most
+  ``knowmem_max_new_tokens`` (32) tokens and cuts at ``"\n\n"``, ``"\nQuestion"`` or
+  ``"Question:"``. Without ``knowmem_icl`` (the default: the tiny miniature models have a
+  96-token context, too short for few-shot prompts) it uses the kit's plain prompt and the shared
+  greedy answers (``max_new_tokens`` option, default 48).
 * ``privleak``: ``(AUC_unl - AUC_retain) / AUC_retain × 100`` in MUSE's AUC orientation
   (``AUC_MUSE = 1 - AUC_OU``) with the Min-K% attack (k = 0.4) on forget vs holdout. 0 = like
   the retain model; large negative = the forget set still leaks membership (under-unlearning);
@@ -26,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from ..data import DEFAULT_FORMAT
+from ..world.loaders import DataError
 from .base import metric
 from .mia import _member_and_holdout, _reference_context, attack_scores, is_text_data, mia_auc
 
@@ -98,12 +103,81 @@ def verbatim_memorization(ctx, split, data):
                          "continuation": truth, "generation": gens})
 
 
+#: where MUSE cuts a few-shot KnowMem answer (the model starts the next example)
+KNOWMEM_STOPS = ("\n\n", "\nQuestion", "Question:")
+
+
+def load_icl_examples(icl) -> list[tuple[str, str]]:
+    """Few-shot examples as ``(question, answer)`` pairs, from a JSON file (MUSE's ``*_qa_icl.json``:
+    a list of ``{"question", "answer"}`` objects, or one object of two equal-length lists) or from
+    such a list / list of pairs already in memory. Errors name the file and the example."""
+    import json
+    from pathlib import Path
+
+    src = "knowmem_icl"
+    if isinstance(icl, (str, Path)):
+        path = Path(icl)
+        if not path.is_file():
+            raise DataError(f"option knowmem_icl: no file {path}")
+        try:
+            icl = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise DataError(f"option knowmem_icl: {path} is not valid JSON ({e})") from e
+        src = str(path)
+    if isinstance(icl, dict):
+        if not {"question", "answer"} <= set(icl):
+            raise DataError(f"{src}: needs 'question' and 'answer', has {sorted(icl)}")
+        icl = [{"question": q, "answer": a} for q, a in zip(icl["question"], icl["answer"])]
+    out = []
+    for i, ex in enumerate(icl):
+        q, a = (ex.get("question"), ex.get("answer")) if isinstance(ex, dict) else tuple(ex) + (None,) * (2 - len(ex))
+        if not (isinstance(q, str) and q.strip() and isinstance(a, str) and a.strip()):
+            raise DataError(f"{src}: example {i} needs a non-empty 'question' and 'answer', got {ex!r}")
+        out.append((q.strip(), a.strip()))
+    if not out:
+        raise DataError(f"{src}: no few-shot examples")
+    return out
+
+
+def icl_prompt(examples, question: str, fmt=DEFAULT_FORMAT, tokenizer=None) -> str:
+    """MUSE's few-shot prompt: each example as ``prompt + " " + answer`` and a blank line, then the question."""
+    shots = "".join(f"{fmt.prompt(q)}{fmt.answer_prefix}{a}\n\n" for q, a in examples)
+    return shots + fmt.prompt(question, tokenizer)
+
+
+def cut_at_stops(text: str, stops=KNOWMEM_STOPS) -> str:
+    """``text`` up to the first stop string (stripped). ``cut_at_stops("Paris\n\nQuestion: x") == "Paris"``."""
+    cut = min([i for i in (text.find(s) for s in stops) if i >= 0], default=len(text))
+    return text[:cut].strip()
+
+
+def knowmem_generations(ctx, split, data) -> list[str]:
+    """The answers KnowMem scores: shared greedy answers, or few-shot ones when ``knowmem_icl`` is set."""
+    icl = ctx.opt("knowmem_icl", None)
+    if icl is None:
+        return ctx.generations(split, data)
+    key = ("knowmem_gen", split)
+    if key not in ctx.cache:
+        from .scoring import generate_from_ids
+
+        examples = load_icl_examples(icl)
+        tok = ctx.tokenizer
+        prompts = [tok(icl_prompt(examples, q, tokenizer=tok), add_special_tokens=True)["input_ids"]
+                   for q in data["question"]]
+        gens = generate_from_ids(ctx.model, tok, prompts, max_new_tokens=int(ctx.opt("knowmem_max_new_tokens", 32)),
+                                 batch_size=ctx.opt("batch_size", 64))
+        ctx.cache[key] = [cut_at_stops(g) for g in gens]
+    return ctx.cache[key]
+
+
 @metric("knowledge_memorization", suites=("muse",),
         direction="more knowledge (forget: lower = more forgotten; retain: utility preserved)",
-        formula="ROUGE-L F1(greedy answer, true answer)", source="MUSE (Shi et al. 2024) KnowMem, spec B8")
+        formula="ROUGE-L F1(greedy answer, true answer); few-shot prompt with option knowmem_icl",
+        source="MUSE (Shi et al. 2024) KnowMem, spec B8")
 def knowledge_memorization(ctx, split, data):
-    """KnowMem per row (ROUGE-L F1 in [0, 1]) on the shared greedy answers."""
-    gens = ctx.generations(split, data)
+    """KnowMem per row (ROUGE-L F1 in [0, 1]). Options: ``knowmem_icl`` (few-shot examples: a JSON
+    path or a list; default none: the plain prompt), ``knowmem_max_new_tokens`` (32, few-shot only)."""
+    gens = knowmem_generations(ctx, split, data)
     ids = list(data["id"]) if "id" in data.column_names else list(range(len(gens)))
     return pd.DataFrame({"id": ids, "value": rouge_l_f1(data["answer"], gens), "generation": gens})
 
