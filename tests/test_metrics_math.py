@@ -9,12 +9,12 @@ import pytest
 import torch
 
 from unlearnkit.metrics import (
-    grad_norm_score,
     answer_prefix,
     classify_answer,
     cosine_scores,
     entailment_values,
     fake_quantize,
+    grad_norm_score,
     is_refusal,
     mia_auc,
     min_k_plus_plus_score,

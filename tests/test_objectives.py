@@ -119,6 +119,16 @@ def test_bad_hyperparameters_name_objective_parameter_and_range(name, param, bad
     assert f"objective {name!r}" in msg and param in msg and "valid range" in msg
 
 
+def test_no_objective_parameter_shadows_a_loop_parameter():
+    """``unlearn(**hparams)`` routes a name to the loop when the loop has it, so an objective
+    parameter of the same name could never be set (BS-S's sample length was once ``max_new_tokens``)."""
+    from unlearnkit.train import LOOP_PARAMS
+
+    for name in list_objectives():
+        clash = set(get_objective(name).params) & set(LOOP_PARAMS)
+        assert not clash, f"objective {name!r} parameters {sorted(clash)} are also loop parameters"
+
+
 def test_unknown_parameter_lists_the_valid_ones():
     with pytest.raises(ValueError, match="unknown parameter.*betta.*valid parameters: beta"):
         get_objective("npo").resolve(betta=0.1)

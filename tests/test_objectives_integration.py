@@ -22,7 +22,7 @@ from unlearnkit.objectives import AdapterReference, CachedReference
 ALL = ["ga", "graddiff", "kl", "npo", "simnpo", "dpo", "idk_dpo", "idk_nll", "rmu", "undial", "me", "me_gd",
        "idk_ap", "bs_t", "bs_s"]
 #: objective-specific settings needed on the 4-layer miniature (RMU's default layer 7 does not exist there)
-EXTRA = {"rmu": {"layer": 2}, "bs_s": {"max_new_tokens": 24}}
+EXTRA = {"rmu": {"layer": 2}, "bs_s": {"sample_max_new_tokens": 24}}
 REFUSAL = "I don't know."
 QUIET = dict(progress=False, token_probes=False)
 
@@ -381,7 +381,7 @@ def test_bs_s_npo_reference_of_sampled_answers(quick_world, tiny, lora):
     else:
         ref = CachedReference.build(work, {"forget": part}, {("forget", "seq_logprob")})
     obj = get_objective("bs_s")
-    ctx = ObjectiveContext(hp=obj.resolve(base="npo", n_samples=2, max_new_tokens=24, alpha=0), ref=ref,
+    ctx = ObjectiveContext(hp=obj.resolve(base="npo", n_samples=2, sample_max_new_tokens=24, alpha=0), ref=ref,
                            tokenizer=tok, raw={"forget": f})
     loss, parts = obj(work, {"forget": part}, ctx)
     assert torch.isfinite(loss) and parts["n_samples"] >= 1 and parts["resampled"] == 4

@@ -66,6 +66,11 @@ def test_same_seed_same_numbers(quick_world, tiny):
     b = unlearn(model, tok, quick_world.forget, quick_world.retain, **kw)
     assert a.log.loss.tolist() == b.log.loss.tolist()
     assert a.probes.value.tolist() == b.probes.value.tolist()
+    assert set(a.probes.split) == {"forget", "retain"}
+    c = unlearn(model, tok, quick_world.forget, quick_world.retain, retain_probes=False, **kw)
+    assert set(c.probes.split) == {"forget"} and c.log.loss.tolist() == a.log.loss.tolist()
+    f = a.probes[a.probes.split == "forget"].reset_index(drop=True)
+    assert f.value.tolist() == c.probes.reset_index(drop=True).value.tolist()
 
 
 def test_errors_name_the_problem(quick_world, tiny):

@@ -208,7 +208,7 @@ TOFU-style metrics compare the model with the **original answer**: ROUGE-L recal
 answer against it, and the probability of that exact answer. A model that now says the fact *in
 other words* scores low on both, as if it had forgotten. The miniature world knows every fact's
 value, so we can also ask the direct question: **does the answer still state the fact?**
-(`fact_recall`: the true value, a wrong value, a refusal, or none).
+(`fact_recall`: the true value, a wrong value, a refusal, collapsed babble, or none).
 """),
 ("code", """
 table = viz.misreport_table(ga.model, tok, forget, before=model, max_new_tokens=max_new_tokens)

@@ -160,8 +160,9 @@ fig = viz.plot_split_bars(summary, metrics=("token_entropy", "cosine_similarity"
 viz.save(fig, "02_split_bars", figures_dir)
 """),
 ("md", """
-What did each model actually answer? `fact_recall` labels each answer: the **true** value, a
-**wrong** value, a **refusal**, or **none** of these (babble, or another fact).
+What did each model actually answer? `fact_recall` labels each answer: **collapsed** (babble
+or repetition, by the `collapse` detector's rule, even if the value occurs in it), the **true**
+value, a **wrong** value, a **refusal**, or **none** of these (another fact, or other words).
 """),
 ("code", """
 fr = table[table.metric == "fact_recall"]

@@ -32,7 +32,15 @@ from .closer_look import (
                    token_entropy_value,
                    wrong_values,
 )
-from .mia import grad_norm_score, gradnorm_scores, mia_auc, min_k_plus_plus_score, min_k_score, reference_score, zlib_score
+from .mia import (
+                   grad_norm_score,
+                   gradnorm_scores,
+                   mia_auc,
+                   min_k_plus_plus_score,
+                   min_k_score,
+                   reference_score,
+                   zlib_score,
+)
 from .muse import privleak_value, rouge_l_f1
 from .robustness import answer_prefix, fake_quantize, finetune_copy, quantize_copy, relearn_split
 from .scoring import generate, generate_from_ids, score_answers, score_pairs, score_texts

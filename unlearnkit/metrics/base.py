@@ -199,6 +199,13 @@ class EvalContext:
                                        batch_size=self.opt("batch_size", 64))
         return self.cache[key]
 
+    def generation_tokens(self, split: str, data) -> list[list[str]]:
+        """The greedy answers of :meth:`generations`, each split into the tokenizer's tokens (cached)."""
+        key = ("gen_tokens", split)
+        if key not in self.cache:
+            self.cache[key] = [self.tokenizer.tokenize(g) if g else [] for g in self.generations(split, data)]
+        return self.cache[key]
+
     def scores(self, split: str, data, column: str = "answer") -> dict:
         """Scores of ``data[column]`` (a string column, or a list column such as ``perturbed_answer``).
 

@@ -17,9 +17,11 @@ All four score the model's **greedy generation** to each question (shared, cache
   hypothesis follow [CL]: on forget splits premise = generation, hypothesis = ground truth; on
   other splits premise = ground truth, hypothesis = generation (``entailment_order`` option:
   ``"auto"``, ``"gen_premise"``, ``"gt_premise"``).
-* ``fact_recall`` (the miniature world knows its facts): each generation is classified as stating
-  the **true** value, a **wrong** value (one of those in ``perturbed_answer``), a **refusal** (a
-  sentence of the IDK bank or a refusal pattern) or **none** of these; value = 1 if true.
+* ``fact_recall`` (the miniature world knows its facts): each generation is classified as
+  **collapsed** (degenerate output by the ``collapse`` metric's rule, even if the value occurs in
+  it), stating the **true** value, a **wrong** value (one of those in ``perturbed_answer``), a
+  **refusal** (a sentence of the IDK bank or a refusal pattern) or **none** of these; value = 1 if
+  true.
 """
 
 from __future__ import annotations
@@ -231,8 +233,7 @@ def _ground_truth(data) -> list[str]:
         source="A Closer Look at Machine Unlearning for LLMs (Yuan et al. 2024), spec B7", fields=("question",))
 def token_entropy(ctx, split, data):
     """Token entropy of each greedy answer (unitless, in [0, 1])."""
-    gens = ctx.generations(split, data)
-    toks = [ctx.tokenizer.tokenize(g) if g else [] for g in gens]
+    gens, toks = ctx.generations(split, data), ctx.generation_tokens(split, data)
     return pd.DataFrame({"id": _row_ids(data), "value": [token_entropy_value(t) for t in toks],
                          "n_tokens": [len(t) for t in toks], "generation": gens})
 
@@ -273,17 +274,21 @@ def entailment_score(ctx, split, data):
 
 @metric("fact_recall", suites=("closer_look",), fields=("question", "answer", "value", "perturbed_answer"),
         direction="more knowledge (the true value is stated)",
-        formula="1[greedy answer states the true value]; label true / wrong (a perturbed value) / refusal / none",
+        formula="1[greedy answer states the true value]; label collapsed / true / wrong (a perturbed value) / refusal / none",
         source="unlearnkit (miniature world: facts are known, so answers can be checked)")
 def fact_recall(ctx, split, data):
-    """Classify each greedy answer as ``true`` / ``wrong`` / ``refusal`` / ``none``; value 1 if true.
-    Option ``idk`` (refusal bank: a list or file; default the kit's ``assets/idk.txt``)."""
+    """Classify each greedy answer as ``collapsed`` / ``true`` / ``wrong`` / ``refusal`` / ``none``;
+    value 1 if true. Babble that happens to contain the value ("Stonevale Stonevale Stonevale") is
+    ``collapsed``, not recall (thresholds: the ``collapse`` metric's options). Option ``idk``
+    (refusal bank: a list or file; default the kit's ``assets/idk.txt``)."""
     from ..objectives.idk import load_idk
+    from .collapse import collapse_flags
 
     bank = load_idk(ctx.opt("idk", None))
     gens = ctx.generations(split, data)
     labels = []
-    for g, a, v, pert in zip(gens, data["answer"], data["value"], data["perturbed_answer"]):
-        labels.append(classify_answer(g, str(v), wrong_values(a, str(v), pert), bank))
+    for g, a, v, pert, bad in zip(gens, data["answer"], data["value"], data["perturbed_answer"],
+                                  collapse_flags(ctx, split, data)):
+        labels.append("collapsed" if bad else classify_answer(g, str(v), wrong_values(a, str(v), pert), bank))
     return pd.DataFrame({"id": _row_ids(data), "value": [1.0 if lab == "true" else 0.0 for lab in labels],
                          "label": labels, "generation": gens})

@@ -40,16 +40,20 @@ def is_collapsed(tokens, repetition: float = 0.5, entropy: float = 0.6, min_toke
     return len(tokens) >= min_tokens and token_entropy_value(tokens) < entropy
 
 
+def collapse_flags(ctx, split, data) -> list[bool]:
+    """Per greedy answer of ``split``: collapsed or not, with the thresholds from ``ctx`` options."""
+    o = ctx.options
+    return [is_collapsed(t, o.get("collapse_repetition", 0.5), o.get("collapse_entropy", 0.6),
+                         o.get("collapse_min_tokens", 4)) for t in ctx.generation_tokens(split, data)]
+
+
 @metric("collapse", suites=("closer_look",), direction="more degenerate output (collapse, not forgetting)",
         formula="1 if greedy answer is empty, >50% repeated bigrams, or token entropy < 0.6 (n >= 4); mean = collapse rate",
         source="unlearnkit (DESIGN.md collapse detector); token entropy from Yuan et al. 2024", fields=("question",))
 def collapse(ctx, split, data):
     """Per greedy answer: 1.0 if collapsed, else 0.0; with its repetition rate and token entropy."""
-    gens = ctx.generations(split, data)
-    toks = [ctx.tokenizer.tokenize(g) if g else [] for g in gens]
-    o = ctx.options
-    flags = [is_collapsed(t, o.get("collapse_repetition", 0.5), o.get("collapse_entropy", 0.6),
-                          o.get("collapse_min_tokens", 4)) for t in toks]
+    gens, toks = ctx.generations(split, data), ctx.generation_tokens(split, data)
+    flags = collapse_flags(ctx, split, data)
     return pd.DataFrame({"id": _row_ids(data), "value": [float(f) for f in flags],
                          "repetition": [repetition_rate(t) for t in toks],
                          "token_entropy": [token_entropy_value(t) for t in toks], "generation": gens})

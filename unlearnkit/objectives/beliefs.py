@@ -154,7 +154,7 @@ def _refresh(model, batch, ctx):
     qs = [st["questions"][i] for i in stale]
     n = hp["n_samples"]
     # never sample past the positions the model was built for (the miniature: 96)
-    max_new = hp["max_new_tokens"]
+    max_new = hp["sample_max_new_tokens"]
     max_pos = getattr(getattr(gm, "config", None), "max_position_embeddings", None)
     if isinstance(max_pos, int):
         max_new = max(1, min(max_new, max_pos - encode_prompts(tok, qs)["input_ids"].shape[1]))
@@ -198,8 +198,9 @@ def _base_loss(model, part, base, beta, ref_lp=None):
                    "n_samples": Param(1, "N: answers sampled per forget question", low=1),
                    "temperature": Param(1.0, "sampling temperature (full distribution, no top-k/top-p)",
                                         low=0.0, low_open=True),
-                   "max_new_tokens": Param(200, "length limit of a sampled answer (tokens; also capped so prompt + "
-                                           "answer fit the model's max_position_embeddings)", low=1),
+                   "sample_max_new_tokens": Param(200, "length limit of a sampled answer (tokens; also capped so "
+                                                  "prompt + answer fit the model's max_position_embeddings; "
+                                                  "the BS code's max_new_tokens)", low=1),
                    "regen_every": Param(10, "resample a question's answers once they are this many steps old "
                                         "(1 = every step, the BS code's 0; the BS code's default is 2 epochs)",
                                         low=1),
@@ -211,7 +212,7 @@ def bs_s(model, batch, ctx):
     currently gives to the forget questions.
 
     Formula: ``L_f = (1 - lam) * L_base(x_f, y_f) + lam * L_base(x_f, y^)`` with ``y^ ~ pi_theta(.|x_f)``
-    sampled (temperature ``temperature``, ``n_samples`` per question, up to ``max_new_tokens``)
+    sampled (temperature ``temperature``, ``n_samples`` per question, up to ``sample_max_new_tokens``)
     from the *current* model, cached per example id in ``ctx.state["bs_s"]`` and resampled once
     ``regen_every`` steps old (on-policy; a huge ``regen_every`` samples once, off-policy).
     ``L = gamma * L_f + alpha * R``. ``L_base``: ``ga`` (-NLL, global token mean over the part) or
@@ -230,7 +231,8 @@ def bs_s(model, batch, ctx):
     below 1 and the NPO base (its per-sample weights break the identity).
     Shapes: forget ``(B, L)``; samples re-encoded with :func:`unlearnkit.data.encode_pairs` to
     ``(B*N', L')``. Masked: prompt and padding. Reduction: as the base loss, per set.
-    Defaults (BS code): lam 0.5, N 1, temperature 1, max_new_tokens 200, base GA, alpha 1.
+    Defaults (BS code): lam 0.5, N 1, temperature 1, sample_max_new_tokens 200 (the BS code's
+    ``max_new_tokens``; renamed so it does not clash with the loop's probe length), base GA, alpha 1.
     Source: arXiv 2510.19422 Eq. 8; the BS code caches per batch, the kit per example id.
     Parts: ``forget``, ``retain``, ``forget_target``, ``forget_sampled``, ``n_samples``, ``resampled``.
     """

@@ -42,15 +42,18 @@ def plot_trajectory(probes: pd.DataFrame, split: str = "forget",
                     entropy: bool = True):
     """Probe trajectory: mean probability mass of each kind of answer vs step (left) and mean
     predictive entropy at answer positions (right, nats). One line per quantity, shaded 95% CI
-    across probe questions."""
+    across probe questions. The pre-unlearning greedy answer is dashed: on a model that answers
+    its training data verbatim it *is* the target answer, and a solid line would hide the target's."""
     import seaborn as sns
 
     d = probes[(probes.split == split) & probes.quantity.isin(quantities)]
     ncols = 2 if entropy else 1
     fig, axes = plt.subplots(1, ncols, figsize=(6.5 * ncols, 4), squeeze=False)
     ax = axes[0, 0]
-    sns.lineplot(data=d, x="step", y="value", hue="quantity", hue_order=[q for q in quantities if q in set(d.quantity)],
-                 palette=PALETTE, ax=ax, errorbar=("ci", 95))
+    order = [q for q in quantities if q in set(d.quantity)]
+    sns.lineplot(data=d, x="step", y="value", hue="quantity", hue_order=order, style="quantity", style_order=order,
+                 dashes={q: (4, 2) if q == "initial_belief" else "" for q in order}, palette=PALETTE, ax=ax,
+                 errorbar=("ci", 95))
     ax.set(xlabel="unlearning step", ylabel="sequence probability (mass)", ylim=(0, 1.02),
            title=title or f"Where the probability mass goes ({split} questions)")
     handles, labs = ax.get_legend_handles_labels()
