@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..data import DEFAULT_FORMAT, encode_pairs, encode_prompts, trim
+from ..data import DEFAULT_FORMAT, encode_pairs, trim
 
 
 def _device(model):
@@ -368,41 +368,16 @@ def generate_from_ids(model, tokenizer, prompt_ids, *, max_new_tokens=48, batch_
     return (texts, ids_out) if return_ids else texts
 
 
-@torch.no_grad()
 def generate(model, tokenizer, questions, *, max_new_tokens: int = 48, batch_size: int = 64, fmt=DEFAULT_FORMAT,
              do_sample: bool = False, temperature: float = 1.0, num_return_sequences: int = 1, seed: int | None = None,
              return_ids: bool = False, num_beams: int = 1):
     """Decode answers to ``questions`` (greedy unless ``do_sample``; beam search with ``num_beams``),
-    left-padded, batched.
+    left-padded, batched (:func:`generate_from_ids` on the formatted prompts).
 
     Returns a list of stripped strings cut at EOS (``len(questions) * num_return_sequences``,
     grouped per question); with ``return_ids`` also the generated token id lists.
     """
-    was = model.training
-    model.eval()
-    dev = _device(model)
-    if seed is not None:
-        torch.manual_seed(seed)
-    texts, ids_out = [], []
-    questions = list(questions)
-    try:
-        for s in range(0, len(questions), batch_size):
-            enc = encode_prompts(tokenizer, questions[s:s + batch_size], fmt=fmt)
-            enc = {k: v.to(dev) for k, v in enc.items()}
-            kw = dict(do_sample=do_sample, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
-                      eos_token_id=tokenizer.eos_token_id, num_return_sequences=num_return_sequences)
-            if do_sample:
-                kw.update(temperature=temperature, top_k=0, top_p=1.0)
-            if num_beams > 1:
-                kw.update(num_beams=num_beams)
-            out = model.generate(**enc, **kw)
-            new = out[:, enc["input_ids"].shape[1]:].cpu()
-            for row in new.tolist():
-                if tokenizer.eos_token_id in row:
-                    row = row[: row.index(tokenizer.eos_token_id)]
-                row = [t for t in row if t != tokenizer.pad_token_id]
-                ids_out.append(row)
-                texts.append(tokenizer.decode(row, skip_special_tokens=True).strip())
-    finally:
-        model.train(was)
-    return (texts, ids_out) if return_ids else texts
+    prompts = [tokenizer(fmt.prompt(q, tokenizer), add_special_tokens=True)["input_ids"] for q in questions]
+    return generate_from_ids(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                             do_sample=do_sample, temperature=temperature, num_return_sequences=num_return_sequences,
+                             num_beams=num_beams, seed=seed, return_ids=return_ids)
