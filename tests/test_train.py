@@ -3,6 +3,7 @@
 import copy
 import warnings
 
+import numpy as np
 import pytest
 import torch
 
@@ -118,3 +119,53 @@ def test_deepcopy_not_needed_by_caller(quick_world, tiny):
     mine = copy.deepcopy(model)
     unlearn(mine, tok, quick_world.forget, method="ga", steps=1, probe_every=0, progress=False)
     assert all(torch.equal(a, b) for a, b in zip(mine.state_dict().values(), model.state_dict().values()))
+
+
+def test_keep_best_holds_the_best_probed_step(quick_world, tiny):
+    """keep='best' returns the weights of the probed step with the largest retain-minus-forget
+    target mass (measured on the quick world, GA lr 3e-4, 4 probe rows: step 5 of 0..20, gap 0.34 vs
+    0.015 before and 0.017 at the end), and those
+    weights reproduce that step's probes."""
+    from unlearnkit.train import keep_score, probe
+
+    model, tok = tiny
+    res = unlearn(model, tok, quick_world.forget, quick_world.retain, method="ga", steps=20, lr=3e-4, probe_every=5,
+                  probe_size=4, keep="best", token_probes=False, progress=False)
+    gaps = {s: keep_score(res.probes, s)["gap"] for s in sorted(set(res.probes.step))}
+    assert res.kept_step == max(gaps, key=gaps.get)
+    assert 0 < res.kept_step < 20 and len(res.log) == 20  # trained on, then went back
+    again = probe(res.model, tok, quick_world.forget.select(range(4)), split="forget", step=res.kept_step)
+    rec = res.probes[(res.probes.step == res.kept_step) & (res.probes.split == "forget")]
+    want = rec[rec.quantity == "target"].value.to_numpy()
+    assert np.allclose(again[again.quantity == "target"].value.to_numpy(), want, rtol=1e-4)
+    assert f"kept step {res.kept_step}" in repr(res)
+
+
+def test_keep_first_forgotten_stops_there(quick_world, tiny):
+    from unlearnkit.train import keep_score
+
+    model, tok = tiny
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # a planned stop is not a divergence
+        res = unlearn(model, tok, quick_world.forget, quick_world.retain, method="ga", steps=40, lr=1e-4,
+                      probe_every=2, probe_size=4, keep="first_forgotten", forget_threshold=0.3, token_probes=False,
+                      progress=False)
+    steps = sorted(set(res.probes.step))
+    mass = [keep_score(res.probes, s)["forget_target"] for s in steps]
+    assert res.kept_step == steps[-1] == len(res.log) < 40
+    assert mass[-1] <= 0.3 < mass[-2]
+    assert "forget_threshold=0.3" in res.stopped
+    with pytest.warns(UserWarning, match="never fell"):
+        unlearn(model, tok, quick_world.forget, quick_world.retain, method="ga", steps=2, probe_every=1, probe_size=2,
+                keep="first_forgotten", forget_threshold=0.0, token_probes=False, progress=False)
+
+
+def test_keep_policy_errors_name_the_parameter(quick_world, tiny):
+    model, tok = tiny
+    kw = dict(method="ga", steps=1, progress=False)
+    with pytest.raises(ValueError, match="probe_every"):
+        unlearn(model, tok, quick_world.forget, quick_world.retain, keep="best", probe_every=0, **kw)
+    with pytest.raises(ValueError, match="retain probes"):
+        unlearn(model, tok, quick_world.forget, quick_world.retain, keep="best", retain_probes=False, **kw)
+    with pytest.raises(ValueError, match="keep"):
+        unlearn(model, tok, quick_world.forget, quick_world.retain, keep="median", **kw)

@@ -40,6 +40,12 @@ LOOP_PARAMS = {
     "max_new_tokens": Param(48, "generation length of the probes' greedy answers (tokens)", low=1),
     "retain_probes": Param(True, "also probe retain rows (False: forget probes only, about half the probe time)"),
     "token_probes": Param(True, "also record token-level probes (top-k next tokens, greedy-answer entropies)"),
+    "keep": Param("last", "which weights res.model holds: 'last' (the final step), 'best' (the probed step "
+                  "with the largest mean retain minus mean forget target mass), or 'first_forgotten' (stop at the "
+                  "first probed step whose mean forget target mass is <= forget_threshold)",
+                  choices=("last", "best", "first_forgotten")),
+    "forget_threshold": Param(0.1, "keep='first_forgotten': mean forget target mass (sequence probability) "
+                              "that counts as forgotten", low=0.0, high=1.0),
     "seed": Param(0, "seed for data order, sampling and initialisation"),
 }
 
@@ -60,8 +66,9 @@ class UnlearnResult:
     predictive entropy in nats for ``quantity == "entropy"``),
     ``prob_norm`` (length-normalized probability, TOFU's), ``text`` (the greedy answer for
     ``belief`` rows). ``token_probes``: the token-level view on forget probes (see
-    :func:`token_probe`), recorded at the same steps. ``log``: loss parts per step. ``stopped``: why training stopped early (None
-    if it ran all steps).
+    :func:`token_probe`), recorded at the same steps. ``log``: loss parts per step. ``stopped``:
+    why training stopped early (None if it ran all steps). ``kept_step``: the step whose weights
+    ``model`` holds (the last one unless the ``keep`` policy chose another).
     """
 
     model: object
@@ -73,6 +80,7 @@ class UnlearnResult:
     manifest: dict = field(default_factory=dict)
     stopped: str | None = None
     token_probes: pd.DataFrame = field(default_factory=pd.DataFrame)
+    kept_step: int | None = None
 
     def summary(self) -> pd.DataFrame:
         """Mean probe values per (step, split, quantity): the trajectory at a glance."""
@@ -103,14 +111,41 @@ class UnlearnResult:
             self.token_probes.to_csv(tmp / "token_probes.csv", index=False)
             self.log.to_csv(tmp / "log.csv", index=False)
             atomic_write_json(tmp / "run.json", {"method": self.method, "hparams": self.hparams,
-                                                 "stopped": self.stopped, "manifest": self.manifest})
+                                                 "stopped": self.stopped, "kept_step": self.kept_step,
+                                                 "manifest": self.manifest})
         return Path(path)
 
     def __repr__(self) -> str:
         last = self.log.iloc[-1] if len(self.log) else None
         tail = f", final loss {last['loss']:.4g}" if last is not None else ""
         stop = f", stopped: {self.stopped}" if self.stopped else ""
-        return f"UnlearnResult(method={self.method!r}, steps={len(self.log)}{tail}, probes={len(self.probes)} rows{stop})"
+        kept = f", kept step {self.kept_step}" if self.kept_step is not None and self.kept_step != len(self.log) else ""
+        return (f"UnlearnResult(method={self.method!r}, steps={len(self.log)}{tail}, probes={len(self.probes)} rows"
+                f"{kept}{stop})")
+
+
+# -- checkpoint policy ----------------------------------------------------------------------------
+
+def keep_score(probes: pd.DataFrame, step: int) -> dict:
+    """Mean ``target`` mass per split at ``step`` and the ``keep='best'`` score (retain - forget)."""
+    d = probes[(probes.step == step) & (probes.quantity == "target")]
+    means = d.groupby("split").value.mean()
+    out = {f"{k}_target": float(v) for k, v in means.items()}
+    if "forget" in means and "retain" in means:
+        out["gap"] = float(means["retain"] - means["forget"])
+    return out
+
+
+def _check_keep(loop_hp: dict, has_retain_probes: bool):
+    keep = loop_hp["keep"]
+    if keep == "last":
+        return
+    if not loop_hp["probe_every"]:
+        raise ValueError(f"keep={keep!r} chooses among probed steps, but probe_every=0 disables probes; "
+                         "set probe_every >= 1")
+    if keep == "best" and not has_retain_probes:
+        raise ValueError("keep='best' scores each probed step by retain minus forget target mass and needs "
+                         "retain probes: pass retain data (or retain_probe_data) and keep retain_probes=True")
 
 
 # -- data -----------------------------------------------------------------------------------------
@@ -326,11 +361,25 @@ def unlearn(model, tokenizer, forget, retain=None, method: str = "ga", *, lora=N
     if pr is None and retain is not None and loop_hp["retain_probes"]:
         pr = retain.select(range(min(loop_hp["probe_size"], len(retain))))
     probes, token_rows, logs, initial = [], [], [], {}
+    _check_keep(loop_hp, pr is not None)
+    kept = {"step": None, "score": -math.inf, "weights": None}
+
+    def choose(step, now: pd.DataFrame):
+        """Apply the ``keep`` policy to the probes ``now`` just recorded at ``step`` (main process)."""
+        sc = keep_score(now, step)
+        if loop_hp["keep"] == "best" and sc["gap"] > kept["score"]:
+            m = accelerator.unwrap_model(work)
+            kept.update(step=step, score=sc["gap"],
+                        weights={n: q.detach().clone() for n, q in m.named_parameters() if q.requires_grad})
+        if loop_hp["keep"] == "first_forgotten" and sc["forget_target"] <= loop_hp["forget_threshold"]:
+            kept.update(step=step, score=sc["forget_target"])
+            accelerator.set_trigger()
 
     def record(step):
         if not probe_every or not accelerator.is_main_process:
             return
         m = accelerator.unwrap_model(work)
+        now = []
         for split, d in (("forget", pf), ("retain", pr)):
             if d is None:
                 continue
@@ -340,19 +389,26 @@ def unlearn(model, tokenizer, forget, retain=None, method: str = "ga", *, lora=N
                 initial[split] = list(df[df.quantity == "belief"].text)
                 df = pd.concat([df, df[df.quantity == "belief"].assign(quantity="initial_belief", text=None)])
             probes.append(df)
+            now.append(df)
             if loop_hp["token_probes"] and split == "forget":
                 token_rows.append(token_probe(m, tokenizer, d, split=split, step=step,
                                               greedy=list(df[df.quantity == "belief"].text)))
         m.train()
+        if loop_hp["keep"] != "last":
+            choose(step, pd.concat(now))
 
     record(0)
     steps = loop_hp["steps"]
-    stopped = None
+    stopped, diverged = None, False
     bar = tqdm(total=steps, desc=f"unlearn[{obj.name}]", disable=not progress or not accelerator.is_main_process,
                leave=False)
     step = 0
     it = iter(loader)
     while step < steps:
+        if loop_hp["keep"] == "first_forgotten" and accelerator.check_trigger():
+            stopped = (f"forgotten at step {step}: mean forget target mass {kept['score']:.4f} <= "
+                       f"forget_threshold={loop_hp['forget_threshold']} (keep='first_forgotten')")
+            break
         try:
             idx = next(it)
         except StopIteration:
@@ -368,6 +424,7 @@ def unlearn(model, tokenizer, forget, retain=None, method: str = "ga", *, lora=N
         loss, parts = obj(work, batch, ctx)
         if not torch.isfinite(loss):
             stopped = f"loss became {loss.item()} at step {step}; the model keeps the weights of step {step}"
+            diverged = True
             break
         accelerator.backward(loss)
         gn = accelerator.clip_grad_norm_(params, loop_hp["max_grad_norm"]) if loop_hp["max_grad_norm"] > 0 else None
@@ -375,6 +432,7 @@ def unlearn(model, tokenizer, forget, retain=None, method: str = "ga", *, lora=N
         if loop_hp["max_grad_norm"] > 0 and not math.isfinite(gn):
             opt.zero_grad(set_to_none=True)
             stopped = f"gradient norm became {gn} at step {step}; update skipped"
+            diverged = True
             break
         opt.step()
         sched.step()
@@ -386,16 +444,27 @@ def unlearn(model, tokenizer, forget, retain=None, method: str = "ga", *, lora=N
         if probe_every and (step % probe_every == 0 or step == steps):
             record(step)
     bar.close()
-    if stopped:
+    if diverged:
         warnings.warn(f"unlearn[{obj.name}] stopped early: {stopped}", RuntimeWarning, stacklevel=2)
         record(step)
+    if loop_hp["keep"] == "first_forgotten" and kept["step"] is None and accelerator.is_main_process:
+        warnings.warn(f"unlearn[{obj.name}]: keep='first_forgotten' but the mean forget target mass never fell to "
+                      f"forget_threshold={loop_hp['forget_threshold']}; the model holds the last step", UserWarning,
+                      stacklevel=2)
     final = accelerator.unwrap_model(work)
+    kept_step = step
+    if loop_hp["keep"] == "best" and kept["weights"] is not None and kept["step"] != step:
+        with torch.no_grad():
+            for n, q in final.named_parameters():
+                if n in kept["weights"]:
+                    q.copy_(kept["weights"][n])
+        kept_step = kept["step"]
     final.eval()
     final.name_or_path = f"{obj.name}({getattr(model, 'name_or_path', None) or type(model).__name__})"
     result = UnlearnResult(
         model=final, tokenizer=tokenizer, method=obj.name, hparams={**loop_hp, **obj_hp},
         probes=pd.concat(probes, ignore_index=True) if probes else pd.DataFrame(),
-        log=pd.DataFrame(logs), stopped=stopped,
+        log=pd.DataFrame(logs), stopped=stopped, kept_step=kept_step,
         token_probes=pd.concat(token_rows, ignore_index=True) if token_rows else pd.DataFrame(),
         manifest=manifest(seed=seed, method=obj.name, lora=bool(lora), n_forget=n_forget,
                           n_retain=len(retain) if retain is not None else 0,
