@@ -53,6 +53,7 @@ def test_suite_on_real_tofu_rows_in_range(tofu_eval):
     assert any("'paraphrase_probe' skipped: split 'world_facts'" in m for m in msgs)
     ran = set(df.metric)
     assert set(UNIT) | {"truth_ratio", "mia_loss", "mia_zlib", "mia_min_k", "mia_min_k_plus_plus", "mia_reference",
+                        "mia_gradnorm",
                         "privleak", "squeezing", "forget_quality", "model_utility"} <= ran
     per = df[df.id >= 0]
     for m in UNIT:
@@ -62,7 +63,7 @@ def test_suite_on_real_tofu_rows_in_range(tofu_eval):
     assert (per[per.metric == "truth_ratio"].value > 0).all()
     assert per[per.metric == "squeezing"].value.between(-1, 1).all()
     assert set(per[per.metric == "squeezing"].split) == {"forget"}
-    for m in ("mia_loss", "mia_zlib", "mia_min_k", "mia_min_k_plus_plus", "mia_reference"):
+    for m in ("mia_loss", "mia_zlib", "mia_min_k", "mia_min_k_plus_plus", "mia_reference", "mia_gradnorm"):
         rows = df[df.metric == m]
         assert np.isfinite(rows.value.astype(float)).all(), m
         auc = rows[rows.split == "forget_vs_holdout"].value.item()
@@ -83,11 +84,13 @@ def test_plain_text_data_for_muse_and_mia(quick_world, tiny):
         return Dataset.from_list([{"id": i, "text": f"{q} {a}"} for i, q, a in zip(d["id"], d["question"], d["answer"])])
 
     forget, holdout = texts("forget"), texts("holdout")
-    df = evaluate(*tiny, {"forget": forget}, ["verbatim_memorization", "mia_min_k", "mia_loss"], holdout=holdout,
+    df = evaluate(*tiny, {"forget": forget}, ["verbatim_memorization", "mia_min_k", "mia_loss", "mia_gradnorm"],
+                  holdout=holdout,
                   progress=False)
     s = summarize(df).set_index(["split", "metric"]).value
     assert 0 <= s["forget", "verbatim_memorization"] <= 1
     # the target model trained on the forget people, never on the holdout ones
     assert s["forget_vs_holdout", "mia_loss"] > 0.8
+    assert s["forget_vs_holdout", "mia_gradnorm"] > 0.8, s["forget_vs_holdout", "mia_gradnorm"]
     with pytest.raises(Exception, match="metric 'rouge' needs field"):
         evaluate(*tiny, {"forget": forget}, ["rouge"], progress=False)
