@@ -289,6 +289,10 @@ def unlearn(model, tokenizer, forget, retain=None, method: str = "ga", *, lora=N
     (``steps``, ``lr``, ``batch_size``, ``seed``, ``probe_every``...) and the objective's
     (``beta``, ``alpha``...), validated with errors naming the parameter and its range.
     ``output_dir``: if given, the result is saved there (a new folder, written atomically).
+    ``keep`` (loop parameter): which probed step's weights come back (see :data:`LOOP_PARAMS`);
+    with several processes the probes, and so the choice, are made on the main process, the one
+    that writes results; a ``first_forgotten`` stop reaches every process through accelerate's
+    trigger.
     """
     from accelerate import Accelerator
     from accelerate.utils import set_seed
