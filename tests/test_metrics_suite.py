@@ -178,6 +178,25 @@ def test_missing_inputs_raise_by_name_and_skip_in_suites(quick_world, tiny):
     assert "relearning" in set(df.metric) and "squeezing" not in set(df.metric)
 
 
+def test_options_are_validated_by_name(quick_world, tiny):
+    """A misspelt or out-of-range evaluate() option raises before any work, naming it."""
+    from unlearnkit.metrics import OPTIONS, EvalContext
+
+    model, tok = tiny
+    forget = {"forget": quick_world.forget}
+    with pytest.raises(ValueError, match=r"unknown parameter.*max_new_token \(did you mean max_new_tokens\?\)"):
+        evaluate(model, tok, forget, ["rouge"], max_new_token=8, progress=False)
+    for bad, match in [({"mia_k": 0}, "mia_k=0 is out of range"), ({"retain_auc": 1.5}, "retain_auc=1.5"),
+                       ({"relearn_on": "both"}, "relearn_on='both' is invalid"),
+                       ({"prefix_share": "yes"}, "prefix_share='yes' must be True or False")]:
+        with pytest.raises(ValueError, match=match):
+            evaluate(model, tok, forget, ["rouge"], progress=False, **bad)
+    # every option a metric reads is declared (with its default) in one place
+    assert EvalContext(model, tok).opt("mia_k") == OPTIONS["mia_k"].default == 0.4
+    with pytest.raises(KeyError, match="not a declared evaluation option"):
+        EvalContext(model, tok).opt("mia_kk")
+
+
 def test_missing_fields_name_metric_and_field(quick_world, tiny):
     from datasets import Dataset
 

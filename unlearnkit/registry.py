@@ -97,7 +97,10 @@ class Param:
             if not isinstance(value, bool):
                 raise ValueError(f"{owner}: parameter {name}={value!r} must be True or False")
             return value
-        if isinstance(self.default, (int, float)) and not isinstance(self.default, bool):
+        if value is None and self.default is None:
+            return None
+        bounded_optional = self.default is None and (self.low is not None or self.high is not None)
+        if bounded_optional or (isinstance(self.default, (int, float)) and not isinstance(self.default, bool)):
             try:
                 v = float(value)
             except (TypeError, ValueError):
@@ -117,8 +120,12 @@ def resolve_params(owner: str, spec: dict[str, Param], given: dict[str, Any]) ->
     """Merge user values into defaults, validating each; unknown names raise with the valid ones."""
     unknown = sorted(set(given) - set(spec))
     if unknown:
+        import difflib
+
+        hints = [f"{u} (did you mean {close[0]}?)" if (close := difflib.get_close_matches(u, list(spec), n=1)) else u
+                 for u in unknown]
         raise ValueError(
-            f"{owner}: unknown parameter(s) {', '.join(unknown)}; valid parameters: {', '.join(spec) or '(none)'}"
+            f"{owner}: unknown parameter(s) {', '.join(hints)}; valid parameters: {', '.join(spec) or '(none)'}"
         )
     out = {k: p.default for k, p in spec.items()}
     for k, v in given.items():

@@ -12,6 +12,7 @@ from . import closer_look, collapse, mia, muse, robustness, squeezing, tofu  # n
 from .base import (
                    METRICS,
                    NEEDS,
+                   OPTIONS,
                    SUITES,
                    EvalContext,
                    Metric,
@@ -20,6 +21,7 @@ from .base import (
                    get_metric,
                    list_metrics,
                    metric,
+                   option,
                    resolve_metrics,
                    summarize,
 )
@@ -54,7 +56,7 @@ from .squeezing import (
 )
 from .tofu import aggregate_truth_ratio, forget_quality_value, harmonic_mean, rouge_recall, truth_ratio_raw
 
-__all__ = ["METRICS", "NEEDS", "SUITES", "EvalContext", "Metric", "MissingInputError", "evaluate", "get_metric",
+__all__ = ["METRICS", "NEEDS", "OPTIONS", "option", "SUITES", "EvalContext", "Metric", "MissingInputError", "evaluate", "get_metric",
            "list_metrics", "metric", "resolve_metrics", "summarize", "generate", "generate_from_ids", "score_answers",
            "score_pairs", "score_texts", "aggregate_truth_ratio", "forget_quality_value", "harmonic_mean",
            "rouge_recall", "truth_ratio_raw", "token_entropy_value", "cosine_scores", "entailment_values",

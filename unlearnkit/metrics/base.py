@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..registry import Registry
+from ..registry import Param, Registry, resolve_params
 from ..world.loaders import DataError
 
 METRICS: Registry[Metric] = Registry("metric")
@@ -30,6 +30,25 @@ SUITES: dict[str, list[str]] = {}
 
 #: split names that hold knowledge the model should keep; metrics registered ``forget_only`` skip them
 NON_FORGET_SPLITS = ("retain", "world_facts", "real_authors", "holdout")
+
+
+#: every option :func:`evaluate` accepts: name -> :class:`~unlearnkit.registry.Param` (default, what it
+#: does, valid range). Each metric module declares its own with :func:`option`; unknown or
+#: out-of-range options raise an error naming the option.
+OPTIONS: dict[str, Param] = {}
+
+
+def option(name: str, default, doc: str, **range_kw) -> None:
+    """Declare an evaluation option (``range_kw``: ``low``, ``high``, ``choices``... as in ``Param``)."""
+    if name in OPTIONS:
+        raise ValueError(f"evaluation option {name!r} is declared twice")
+    OPTIONS[name] = Param(default, doc, **range_kw)
+
+
+option("batch_size", 64, "rows per forward pass / generate call", low=1)
+option("max_batch_tokens", None, "cap on rows x padded length per scoring forward (default: 2048 on CPU, none elsewhere)")
+option("max_new_tokens", 48, "length limit of greedy answers (tokens)", low=1)
+option("prefix_share", True, "score the answers of one question with its prompt's KV cache computed once")
 
 
 class MissingInputError(ValueError):
@@ -167,8 +186,8 @@ class EvalContext:
     :func:`evaluate` output (then only its rows are used). ``original``: ``(model, tokenizer)``
     before unlearning (squeezing). ``holdout``: rows never trained on (membership inference).
     ``splits``: every split of this evaluation (metrics that look across splits use it).
-    ``options``: metric options such as ``max_new_tokens``, ``batch_size``, ``max_batch_tokens``, ``prefix_share``,
-    ``truth_ratio_forget`` (aggregation variant); each metric's docstring lists its own.
+    ``options``: evaluation options (:data:`OPTIONS`: ``max_new_tokens``, ``batch_size``,
+    ``max_batch_tokens``, ``prefix_share``, and each metric's own); absent ones take their defaults.
     """
 
     model: Any
@@ -180,8 +199,11 @@ class EvalContext:
     holdout: Any = None
     splits: dict = field(default_factory=dict)
 
-    def opt(self, key, default):
-        return self.options.get(key, default)
+    def opt(self, key: str):
+        """The value of evaluation option ``key`` (its declared default when not given)."""
+        if key not in OPTIONS:
+            raise KeyError(f"{key!r} is not a declared evaluation option (declare it with metrics.base.option)")
+        return self.options.get(key, OPTIONS[key].default)
 
     def require(self, need: str, metric_name: str):
         """Raise :class:`MissingInputError` if ``need`` (a :data:`NEEDS` key) is not satisfied."""
@@ -195,8 +217,8 @@ class EvalContext:
         key = ("gen", split)
         if key not in self.cache:
             self.cache[key] = generate(self.model, self.tokenizer, data["question"],
-                                       max_new_tokens=self.opt("max_new_tokens", 48),
-                                       batch_size=self.opt("batch_size", 64))
+                                       max_new_tokens=self.opt("max_new_tokens"),
+                                       batch_size=self.opt("batch_size"))
         return self.cache[key]
 
     def generation_tokens(self, split: str, data) -> list[list[str]]:
@@ -218,9 +240,9 @@ class EvalContext:
         key = ("score", split, column)
         if key in self.cache:
             return self.cache[key]
-        bs = self.opt("batch_size", 64)
-        share = self.opt("prefix_share", True)
-        mbt = self.opt("max_batch_tokens", None)
+        bs = self.opt("batch_size")
+        share = self.opt("prefix_share")
+        mbt = self.opt("max_batch_tokens")
         cols = data.column_names
         if column in ("paraphrased_answer", "perturbed_answer") and "paraphrased_answer" in cols \
                 and "perturbed_answer" in cols:
@@ -281,8 +303,9 @@ def evaluate(model, tokenizer, data, metrics=None, *, reference=None, original=N
     ``reference``: the retain model ``(model, tokenizer)`` (forget quality, PrivLeak, reference MIA).
     ``original``: the model before unlearning ``(model, tokenizer)`` (squeezing).
     ``holdout``: a ``Dataset`` of never-trained rows (overrides the World's / dict's).
-    ``options``: per-metric options (``max_new_tokens``, ``batch_size``, ``prefix_share``,
-    ``nli_model``, ``embedding_model``, ``mia_k``...; see each metric's docstring).
+    ``options``: evaluation options (:data:`OPTIONS`, listed with defaults and ranges in
+    ``docs/metrics.md``: ``max_new_tokens``, ``batch_size``, ``prefix_share``, ``nli_model``,
+    ``embedding_model``, ``mia_k``...); an unknown or out-of-range option raises, naming it.
 
     Columns of the result: ``model, split, metric, id, value`` (+ metric-specific extras such as
     ``generation``). Inputs missing for a metric: a warning and a skip if it came from a suite, a
@@ -290,6 +313,7 @@ def evaluate(model, tokenizer, data, metrics=None, *, reference=None, original=N
     """
     from tqdm.auto import tqdm
 
+    options = {k: v for k, v in resolve_params("evaluate", OPTIONS, options).items() if k in options}
     picked = _resolve(metrics)
     splits = _as_splits(data)
     ctx = EvalContext(model, tokenizer, reference, options, original=original,

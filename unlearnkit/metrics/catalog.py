@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .base import METRICS, NEEDS, SUITES
+from .base import METRICS, NEEDS, OPTIONS, SUITES
 
 _NEED_TEXT = {
     "retain_model": "`reference=` retain model",
@@ -40,6 +40,19 @@ def metrics_table() -> pd.DataFrame:
                      "direction": m.direction, "fields": fields, "needs": needs or "-", "kind": kind,
                      "source": m.source})
     return pd.DataFrame(rows)
+
+
+def _valid_text(p) -> str:
+    """What values an option takes, in words."""
+    if p.choices is not None or p.low is not None or p.high is not None:
+        return p.range_text() + (" or None" if p.default is None else "")
+    if isinstance(p.default, bool):
+        return "True / False"
+    if isinstance(p.default, int):
+        return "an integer"
+    if isinstance(p.default, str):
+        return "a string"
+    return "see its description"
 
 
 def _cell(text: str) -> str:
@@ -71,6 +84,11 @@ def metrics_markdown() -> str:
     lines += ["", "Inputs a metric can need:", ""]
     for n, (_, how) in NEEDS.items():
         lines.append(f"- **{n}**: {how}")
+    lines += ["", "## Options", "", "Keyword options of `evaluate(...)` (an unknown or out-of-range one raises, naming it):",
+              "", "| option | default | valid | what it does |", "|---|---|---|---|"]
+    for name, p in sorted(OPTIONS.items()):
+        valid = _valid_text(p)
+        lines.append("| " + " | ".join(_cell(x) for x in (f"`{name}`", f"`{p.default!r}`", valid, p.doc)) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -34,8 +34,18 @@ from collections import Counter
 import numpy as np
 import pandas as pd
 
-from .base import metric
+from .base import metric, option
 from .tofu import rouge_recall
+
+option("embedding_model", None, "cosine_similarity: a sentence-transformers folder (default: the bundled "
+       "all-MiniLM-L6-v2)")
+option("nli_model", None, "entailment_score: folder or hub name of a sequence-classification NLI model")
+option("nli_batch_size", 32, "entailment_score: pairs per NLI forward", low=1)
+option("entailment_order", "auto", "entailment_score: which text is the premise ('auto': the generation on forget "
+       "splits, the ground truth elsewhere)", choices=("auto", "gen_premise", "gt_premise"))
+option("entailment_rouge_threshold", 0.1, "entailment_score: ROUGE-L recall below which the score is forced to 0",
+       low=0.0, high=1.0)
+option("idk", None, "fact_recall: refusal bank, a list of strings or a file (default: the kit's assets/idk.txt)")
 
 # -- pure functions -------------------------------------------------------------------------------
 
@@ -246,8 +256,8 @@ def cosine_similarity(ctx, split, data):
     ``embedding_model`` (a sentence-transformers folder; default the bundled all-MiniLM-L6-v2)."""
     gens = ctx.generations(split, data)
     gts = _ground_truth(data)
-    emb = load_embedder(ctx.opt("embedding_model", None), _device_name(ctx.model))
-    e = emb.encode(gens + gts, batch_size=ctx.opt("batch_size", 64), convert_to_numpy=True, show_progress_bar=False)
+    emb = load_embedder(ctx.opt("embedding_model"), _device_name(ctx.model))
+    e = emb.encode(gens + gts, batch_size=ctx.opt("batch_size"), convert_to_numpy=True, show_progress_bar=False)
     return pd.DataFrame({"id": _row_ids(data), "value": cosine_scores(e[:len(gens)], e[len(gens):]), "generation": gens})
 
 
@@ -258,16 +268,16 @@ def cosine_similarity(ctx, split, data):
 def entailment_score(ctx, split, data):
     """Entailment (0/1) per example. Options: ``nli_model`` (required), ``entailment_order``,
     ``entailment_rouge_threshold`` (default 0.1)."""
-    path = ctx.opt("nli_model", None)
+    path = ctx.opt("nli_model")
     if not path:
         ctx.require("nli_model", "entailment_score")
     gens = ctx.generations(split, data)
     gts = _ground_truth(data)
-    prem, hyp = nli_pairs(split, [g or "." for g in gens], gts, ctx.opt("entailment_order", "auto"))
-    labels = nli_labels(str(path), prem, hyp, batch_size=ctx.opt("nli_batch_size", 32), device=_device_name(ctx.model))
+    prem, hyp = nli_pairs(split, [g or "." for g in gens], gts, ctx.opt("entailment_order"))
+    labels = nli_labels(str(path), prem, hyp, batch_size=ctx.opt("nli_batch_size"), device=_device_name(ctx.model))
     rr = rouge_recall(gts, gens)
-    vals, labs = entailment_values(labels, rr, ctx.opt("entailment_rouge_threshold", 0.1))
-    premise = "generation" if generation_is_premise(split, ctx.opt("entailment_order", "auto")) else "ground_truth"
+    vals, labs = entailment_values(labels, rr, ctx.opt("entailment_rouge_threshold"))
+    premise = "generation" if generation_is_premise(split, ctx.opt("entailment_order")) else "ground_truth"
     return pd.DataFrame({"id": _row_ids(data), "value": vals, "label": labs, "rouge_recall": rr, "generation": gens,
                          "premise": premise})
 
@@ -284,7 +294,7 @@ def fact_recall(ctx, split, data):
     from ..objectives.idk import load_idk
     from .collapse import collapse_flags
 
-    bank = load_idk(ctx.opt("idk", None))
+    bank = load_idk(ctx.opt("idk"))
     gens = ctx.generations(split, data)
     labels = []
     for g, a, v, pert, bad in zip(gens, data["answer"], data["value"], data["perturbed_answer"],

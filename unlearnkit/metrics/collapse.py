@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .base import metric
+from .base import metric, option
 from .closer_look import _row_ids, token_entropy_value
 
 
@@ -40,11 +40,17 @@ def is_collapsed(tokens, repetition: float = 0.5, entropy: float = 0.6, min_toke
     return len(tokens) >= min_tokens and token_entropy_value(tokens) < entropy
 
 
+option("collapse_repetition", 0.5, "collapse: repeated-bigram rate above which an answer is collapsed", low=0.0,
+       high=1.0)
+option("collapse_entropy", 0.6, "collapse: token entropy (0-1) below which an answer of collapse_min_tokens or more "
+       "tokens is collapsed", low=0.0, high=1.0)
+option("collapse_min_tokens", 4, "collapse: shortest answer (tokens) the entropy rule applies to", low=1)
+
+
 def collapse_flags(ctx, split, data) -> list[bool]:
     """Per greedy answer of ``split``: collapsed or not, with the thresholds from ``ctx`` options."""
-    o = ctx.options
-    return [is_collapsed(t, o.get("collapse_repetition", 0.5), o.get("collapse_entropy", 0.6),
-                         o.get("collapse_min_tokens", 4)) for t in ctx.generation_tokens(split, data)]
+    rep, ent, n = ctx.opt("collapse_repetition"), ctx.opt("collapse_entropy"), ctx.opt("collapse_min_tokens")
+    return [is_collapsed(t, rep, ent, n) for t in ctx.generation_tokens(split, data)]
 
 
 @metric("collapse", suites=("closer_look",), direction="more degenerate output (collapse, not forgetting)",

@@ -37,7 +37,13 @@ import pandas as pd
 import torch
 
 from ..world.loaders import DataError
-from .base import EvalContext, MissingInputError, get_metric, metric
+from .base import EvalContext, MissingInputError, get_metric, metric, option
+
+option("mia_k", 0.4, "Min-K% / Min-K%++: fraction of lowest-scoring tokens averaged", low=0.0, high=1.0,
+       low_open=True)
+option("mia_member_split", "forget", "membership inference: the split whose rows are the members (vs the holdout)")
+option("mia_max_length", 512, "membership inference on plain text: tokens of each text scored", low=2)
+option("mia_gradnorm_p", 2, "mia_gradnorm: the norm (1, 2 or 'inf')", choices=(1, 2, "inf", float("inf")))
 
 # -- pure functions -------------------------------------------------------------------------------
 
@@ -111,12 +117,12 @@ def mia_stats(ctx: EvalContext, key: str, data) -> dict:
         return ctx.cache[ck]
     from .scoring import score_pairs, score_texts
 
-    bs = ctx.opt("batch_size", 64)
-    mbt = ctx.opt("max_batch_tokens", None)
+    bs = ctx.opt("batch_size")
+    mbt = ctx.opt("max_batch_tokens")
     if is_text_data(data):
         texts = list(data["text"])
         s = score_texts(ctx.model, ctx.tokenizer, texts, batch_size=bs, token_stats=True,
-                        max_length=ctx.opt("mia_max_length", 512), max_batch_tokens=mbt)
+                        max_length=ctx.opt("mia_max_length"), max_batch_tokens=mbt)
         drop = 0
     else:
         texts = [a.strip() for a in data["answer"]]
@@ -140,7 +146,7 @@ ATTACKS = ("loss", "zlib", "min_k", "min_k_plus_plus")
 def attack_scores(ctx: EvalContext, key: str, data, attack: str) -> np.ndarray:
     """Scores ``(N,)`` of one attack (``loss``, ``zlib``, ``min_k``, ``min_k_plus_plus``) on ``data``."""
     st = mia_stats(ctx, key, data)
-    k = float(ctx.opt("mia_k", 0.4))
+    k = float(ctx.opt("mia_k"))
     if attack == "loss":
         return np.asarray(st["avg_loss"], dtype=float)
     if attack == "zlib":
@@ -153,7 +159,7 @@ def attack_scores(ctx: EvalContext, key: str, data, attack: str) -> np.ndarray:
 
 
 def _member_and_holdout(ctx: EvalContext, splits: dict, name: str):
-    member = ctx.opt("mia_member_split", "forget")
+    member = ctx.opt("mia_member_split")
     if member not in splits:
         raise DataError(f"metric {name!r} compares split {member!r} (option mia_member_split) with the holdout, "
                         f"but the data has only: {', '.join(splits)}")
@@ -178,7 +184,7 @@ def _table(member: str, mdata, mscores, hdata, hscores, extra: dict | None = Non
 
 
 def reference_auc_split(ctx) -> str:
-    return f"{ctx.opt('mia_member_split', 'forget')}_vs_holdout"
+    return f"{ctx.opt('mia_member_split')}_vs_holdout"
 
 
 def _attack_metric(attack: str):
@@ -263,10 +269,10 @@ def grad_norm_score(grads, p: float = 2.0) -> float:
 
 
 def _gradnorm_p(ctx) -> float:
-    p = ctx.opt("mia_gradnorm_p", 2)
+    p = ctx.opt("mia_gradnorm_p")
     p = float("inf") if str(p).lower() in ("inf", "infinity") else float(p)
     if p not in (1.0, 2.0, float("inf")):
-        raise ValueError(f"option mia_gradnorm_p must be 1, 2 or 'inf', got {ctx.opt('mia_gradnorm_p', 2)!r}")
+        raise ValueError(f"option mia_gradnorm_p must be 1, 2 or 'inf', got {ctx.opt('mia_gradnorm_p')!r}")
     return p
 
 
@@ -287,7 +293,7 @@ def gradnorm_scores(ctx: EvalContext, key: str, data) -> np.ndarray:
 
     model, tok, p = ctx.model, ctx.tokenizer, _gradnorm_p(ctx)
     if is_text_data(data):
-        max_len = ctx.opt("mia_max_length", 512)
+        max_len = ctx.opt("mia_max_length")
         encs = []
         for t in data["text"]:
             ids = torch.tensor([tok(t, add_special_tokens=True)["input_ids"][:max_len]])

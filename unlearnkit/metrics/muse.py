@@ -31,8 +31,17 @@ import pandas as pd
 
 from ..data import DEFAULT_FORMAT
 from ..world.loaders import DataError
-from .base import metric
+from .base import metric, option
 from .mia import _member_and_holdout, _reference_context, attack_scores, is_text_data, mia_auc
+
+option("verbmem_prefix_frac", 0.5, "verbatim_memorization: fraction of each text's tokens given as the prompt",
+       low=0.0, high=1.0, low_open=True, high_open=True)
+option("verbmem_max_new_tokens", 128, "verbatim_memorization: longest continuation compared (tokens)", low=1)
+option("knowmem_icl", None, "knowledge_memorization: few-shot examples, a JSON path (MUSE *_qa_icl.json) or a list "
+       "(default: none, the plain prompt)")
+option("knowmem_max_new_tokens", 32, "knowledge_memorization with knowmem_icl: answer length limit (tokens)", low=1)
+option("retain_auc", None, "privleak: the retain model's Min-K% AUC (OpenUnlearning orientation), when no retain "
+       "model is given", low=0.0, high=1.0)
 
 
 def rouge_l_f1(references, generations) -> np.ndarray:
@@ -92,12 +101,12 @@ def verbatim_memorization(ctx, split, data):
     from .scoring import generate_from_ids
 
     tok = ctx.tokenizer
-    prefixes, conts = verbmem_sequences(tok, data, float(ctx.opt("verbmem_prefix_frac", 0.5)))
-    cap = int(ctx.opt("verbmem_max_new_tokens", 128))
+    prefixes, conts = verbmem_sequences(tok, data, float(ctx.opt("verbmem_prefix_frac")))
+    cap = int(ctx.opt("verbmem_max_new_tokens"))
     conts = [c[:cap] for c in conts]
     truth = [tok.decode(c, skip_special_tokens=True).strip() for c in conts]
     gens = generate_from_ids(ctx.model, tok, prefixes, max_new_tokens=[len(c) for c in conts],
-                             batch_size=ctx.opt("batch_size", 64))
+                             batch_size=ctx.opt("batch_size"))
     ids = list(data["id"]) if "id" in data.column_names else list(range(len(gens)))
     return pd.DataFrame({"id": ids, "value": rouge_l_f1(truth, gens), "prefix": [tok.decode(p) for p in prefixes],
                          "continuation": truth, "generation": gens})
@@ -153,7 +162,7 @@ def cut_at_stops(text: str, stops=KNOWMEM_STOPS) -> str:
 
 def knowmem_generations(ctx, split, data) -> list[str]:
     """The answers KnowMem scores: shared greedy answers, or few-shot ones when ``knowmem_icl`` is set."""
-    icl = ctx.opt("knowmem_icl", None)
+    icl = ctx.opt("knowmem_icl")
     if icl is None:
         return ctx.generations(split, data)
     key = ("knowmem_gen", split)
@@ -164,8 +173,8 @@ def knowmem_generations(ctx, split, data) -> list[str]:
         tok = ctx.tokenizer
         prompts = [tok(icl_prompt(examples, q, tokenizer=tok), add_special_tokens=True)["input_ids"]
                    for q in data["question"]]
-        gens = generate_from_ids(ctx.model, tok, prompts, max_new_tokens=int(ctx.opt("knowmem_max_new_tokens", 32)),
-                                 batch_size=ctx.opt("batch_size", 64))
+        gens = generate_from_ids(ctx.model, tok, prompts, max_new_tokens=int(ctx.opt("knowmem_max_new_tokens")),
+                                 batch_size=ctx.opt("batch_size"))
         ctx.cache[key] = [cut_at_stops(g) for g in gens]
     return ctx.cache[key]
 
@@ -183,7 +192,7 @@ def knowledge_memorization(ctx, split, data):
 
 
 def _retain_auc(ctx, member: str, mdata, hdata) -> float:
-    given = ctx.opt("retain_auc", None)
+    given = ctx.opt("retain_auc")
     if given is not None:
         return float(given)
     ref = ctx.reference

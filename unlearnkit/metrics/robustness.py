@@ -38,7 +38,7 @@ import torch
 
 from ..data import DEFAULT_FORMAT, encode_pairs, select
 from ..world.loaders import DataError
-from .base import metric
+from .base import metric, option
 from .tofu import rouge_recall
 
 # -- pure / model-level helpers ------------------------------------------------------------------
@@ -150,6 +150,20 @@ def _states(text: str, value: str) -> bool:
     return re.search(rf"(?<!\w){v}(?!\w)", text.lower()) is not None
 
 
+option("relearn_steps", 10, "relearning: fine-tuning steps", low=1)
+option("relearn_lr", 1e-4, "relearning: learning rate", low=0.0, low_open=True)
+option("relearn_fraction", 0.25, "relearning: fraction of the split fine-tuned on (the rest is evaluated)", low=0.0,
+       high=1.0, low_open=True, high_open=True)
+option("relearn_batch_size", 8, "relearning: rows per fine-tuning step", low=1)
+option("relearn_on", "forget", "relearning: fine-tune on part of the evaluated split, or on retain rows",
+       choices=("forget", "retain"))
+option("relearn_seed", 0, "relearning: seed of the row split and the fine-tuning")
+option("quant_bits", 4, "quantization: bits per weight", low=2, high=16)
+option("quant_group_size", 64, "quantization: input weights sharing one scale (0: one scale per row)", low=0)
+option("prefix_fraction", 0.5, "prefix_probe: fraction of the answer's words given when rows carry no value",
+       low=0.0, high=1.0, low_open=True, high_open=True)
+
+
 def _ids(data):
     return list(data["id"]) if "id" in data.column_names else list(range(len(data)))
 
@@ -157,9 +171,9 @@ def _ids(data):
 def _prob_and_rouge(model, tokenizer, questions, answers, ctx):
     from .scoring import generate, score_pairs
 
-    bs = ctx.opt("batch_size", 64)
+    bs = ctx.opt("batch_size")
     p = score_pairs(model, tokenizer, questions, answers, batch_size=bs)["prob"]
-    gens = generate(model, tokenizer, questions, max_new_tokens=ctx.opt("max_new_tokens", 48), batch_size=bs)
+    gens = generate(model, tokenizer, questions, max_new_tokens=ctx.opt("max_new_tokens"), batch_size=bs)
     return p, rouge_recall(answers, gens), gens
 
 
@@ -174,20 +188,20 @@ def relearning(ctx, split, data):
     """Options: ``relearn_steps`` (10), ``relearn_lr`` (1e-4), ``relearn_fraction`` (0.25),
     ``relearn_batch_size`` (8), ``relearn_on`` ("forget" | "retain"), ``relearn_seed`` (0)."""
     tok = ctx.tokenizer
-    seed = int(ctx.opt("relearn_seed", 0))
-    on = ctx.opt("relearn_on", "forget")
+    seed = int(ctx.opt("relearn_seed"))
+    on = ctx.opt("relearn_on")
     n = len(data)
     if on == "forget":
         if n < 2:
             raise DataError(f"metric 'relearning' needs at least 2 rows in split {split!r} (some to relearn on, "
                             f"the others to evaluate); it has {n}")
-        re_idx, ev_idx = relearn_split(n, float(ctx.opt("relearn_fraction", 0.25)), seed)
+        re_idx, ev_idx = relearn_split(n, float(ctx.opt("relearn_fraction")), seed)
         train = data.select(re_idx.tolist())
     elif on == "retain":
         if "retain" not in ctx.splits:
             raise DataError("metric 'relearning' with relearn_on='retain' needs a 'retain' split in the data")
         pool = ctx.splits["retain"]
-        k = min(len(pool), max(1, int(float(ctx.opt("relearn_fraction", 0.25)) * n + 0.5)))
+        k = min(len(pool), max(1, int(float(ctx.opt("relearn_fraction")) * n + 0.5)))
         train = pool.select(np.sort(np.random.default_rng(seed).permutation(len(pool))[:k]).tolist())
         ev_idx = np.arange(n)
     else:
@@ -197,8 +211,8 @@ def relearning(ctx, split, data):
     answers = list(data["answer"])
     ev_answers = [answers[i] for i in ev_idx]
     before_r = rouge_recall(ev_answers, [gens[i] for i in ev_idx])
-    tuned = finetune_copy(ctx.model, tok, train["question"], train["answer"], steps=int(ctx.opt("relearn_steps", 10)),
-                          lr=float(ctx.opt("relearn_lr", 1e-4)), batch_size=int(ctx.opt("relearn_batch_size", 8)),
+    tuned = finetune_copy(ctx.model, tok, train["question"], train["answer"], steps=int(ctx.opt("relearn_steps")),
+                          lr=float(ctx.opt("relearn_lr")), batch_size=int(ctx.opt("relearn_batch_size")),
                           seed=seed)
     qs = [data["question"][i] for i in ev_idx]
     after_p, after_r, after_g = _prob_and_rouge(tuned, tok, qs, ev_answers, ctx)
@@ -214,10 +228,10 @@ def relearning(ctx, split, data):
         formula="P̄(a|q) after rounding linear weights to quant_bits (absmax, groups of 64)",
         source="Zhang et al. 2024, 'Does your LLM truly unlearn? An embarrassingly simple approach'")
 def quantization(ctx, split, data):
-    """Options: ``quant_bits`` (4), ``quant_group_size`` (64; None = per row). The quantized copy is
+    """Options: ``quant_bits`` (4), ``quant_group_size`` (64; 0 = per row). The quantized copy is
     built once per evaluation and shared by all splits."""
-    bits = int(ctx.opt("quant_bits", 4))
-    gs = ctx.opt("quant_group_size", 64)
+    bits = int(ctx.opt("quant_bits"))
+    gs = ctx.opt("quant_group_size") or None
     key = ("quantized", bits, gs)
     if key not in ctx.cache:
         ctx.cache[key] = quantize_copy(ctx.model, bits, gs)
@@ -239,11 +253,11 @@ def paraphrase_probe(ctx, split, data):
     length-normalized probability of the true answer given it (``prob``)."""
     from .scoring import generate, score_pairs
 
-    bs = ctx.opt("batch_size", 64)
+    bs = ctx.opt("batch_size")
     pq = list(data["paraphrased_question"])
     key = ("gen_paraphrased_question", split)
     if key not in ctx.cache:
-        ctx.cache[key] = generate(ctx.model, ctx.tokenizer, pq, max_new_tokens=ctx.opt("max_new_tokens", 48),
+        ctx.cache[key] = generate(ctx.model, ctx.tokenizer, pq, max_new_tokens=ctx.opt("max_new_tokens"),
                                   batch_size=bs)
     gens = ctx.cache[key]
     prob = score_pairs(ctx.model, ctx.tokenizer, pq, data["answer"], batch_size=bs)["prob"]
@@ -260,7 +274,7 @@ def prefix_probe(ctx, split, data):
     from .scoring import generate_from_ids
 
     tok = ctx.tokenizer
-    frac = float(ctx.opt("prefix_fraction", 0.5))
+    frac = float(ctx.opt("prefix_fraction"))
     values = list(data["value"]) if "value" in data.column_names else [None] * len(data)
     prefixes, rests, prompts = [], [], []
     for q, a, v in zip(data["question"], data["answer"], values):
@@ -271,8 +285,8 @@ def prefix_probe(ctx, split, data):
         prefixes.append(pre)
         rests.append(rest)
         prompts.append(ids)
-    gens = generate_from_ids(ctx.model, tok, prompts, max_new_tokens=ctx.opt("max_new_tokens", 48),
-                             batch_size=ctx.opt("batch_size", 64))
+    gens = generate_from_ids(ctx.model, tok, prompts, max_new_tokens=ctx.opt("max_new_tokens"),
+                             batch_size=ctx.opt("batch_size"))
     out = pd.DataFrame({"id": _ids(data), "value": rouge_recall(rests, gens), "prefix": prefixes, "rest": rests,
                         "generation": gens})
     if "value" in data.column_names:

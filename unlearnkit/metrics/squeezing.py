@@ -52,9 +52,15 @@ import pandas as pd
 import torch
 
 from ..data import DEFAULT_FORMAT, encode_pairs
-from .base import metric
+from .base import metric, option
 
 KINDS = ("target", "paraphrase", "perturbed", "belief")
+
+
+option("squeeze_samples", 4, "squeezing: belief answers drawn from the original model per question", low=0)
+option("squeeze_belief_mode", "sample", "squeezing: how belief answers are drawn (temperature-1 samples or beams)",
+       choices=("sample", "beam"))
+option("squeeze_seed", 0, "squeezing: seed of the belief samples")
 
 
 def _model_of(m):
@@ -317,12 +323,12 @@ def squeezing(ctx, split, data):
                          f"evaluated model's ({len(ctx.tokenizer)}); they must share one tokenizer")
     key = ("squeeze_candidates", split)
     if key not in ctx.cache:
-        ctx.cache[key] = squeeze_candidates(omodel, ctx.tokenizer, data, n_samples=int(ctx.opt("squeeze_samples", 4)),
-                                            belief_mode=ctx.opt("squeeze_belief_mode", "sample"),
-                                            max_new_tokens=ctx.opt("max_new_tokens", 48),
-                                            seed=int(ctx.opt("squeeze_seed", 0)), batch_size=ctx.opt("batch_size", 64))
+        ctx.cache[key] = squeeze_candidates(omodel, ctx.tokenizer, data, n_samples=int(ctx.opt("squeeze_samples")),
+                                            belief_mode=ctx.opt("squeeze_belief_mode"),
+                                            max_new_tokens=ctx.opt("max_new_tokens"),
+                                            seed=int(ctx.opt("squeeze_seed")), batch_size=ctx.opt("batch_size"))
     dec = squeeze_decomposition(omodel, ctx.model, ctx.tokenizer, data, candidates=ctx.cache[key],
-                                batch_size=ctx.opt("batch_size", 64))
+                                batch_size=ctx.opt("batch_size"))
     summ = squeeze_summary(dec)
     return summ.rename(columns={"squeezed": "value"})[["id", "value", *[c for c in summ.columns
                                                                       if c not in ("id", "squeezed")]]]
