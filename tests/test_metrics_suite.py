@@ -197,6 +197,15 @@ def test_options_are_validated_by_name(quick_world, tiny):
         EvalContext(model, tok).opt("mia_kk")
 
 
+def test_holdout_entry_is_the_mia_baseline_not_a_split(quick_world, tiny):
+    model, tok = tiny
+    data = {"forget": quick_world.forget, "holdout": quick_world.split("holdout")}
+    df = evaluate(model, tok, data, ["probability", "mia_loss"], progress=False)
+    assert set(df[df.metric == "probability"].split) == {"forget"}
+    assert "forget_vs_holdout" in set(df[df.metric == "mia_loss"].split)
+    assert set(data) == {"forget", "holdout"}  # the caller's dict is left as it was
+
+
 def test_missing_fields_name_metric_and_field(quick_world, tiny):
     from datasets import Dataset
 

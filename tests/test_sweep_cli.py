@@ -41,3 +41,18 @@ def test_cli_list_and_run(tmp_path, capsys, tiny):
     with pytest.raises(ValueError, match="valid range"):
         cli(["run", "--quick", "--method", "graddiff", "--set", "alpha=-1", "--out", str(tmp_path / "bad")])
     assert not (tmp_path / "bad").exists()
+
+
+def test_cli_evaluate_with_options_reference_and_holdout(tmp_path, capsys, tiny, tiny_retain):
+    """On the miniature world the retain model and the holdout split come from the world, whatever
+    --model is; --set passes validated evaluation options."""
+    import pandas as pd
+
+    out = tmp_path / "eval.csv"
+    assert cli(["evaluate", "--quick", "--metrics", "forget_quality", "mia_loss", "--set", "max_new_tokens=8",
+                "--out", str(out)]) == 0
+    df = pd.read_csv(out)
+    assert {"forget_quality", "mia_loss"} <= set(df.metric)
+    assert "forget_vs_holdout" in set(df.split)
+    with pytest.raises(ValueError, match="did you mean max_new_tokens"):
+        cli(["evaluate", "--quick", "--metrics", "rouge", "--set", "max_new_tokenz=8"])

@@ -2,8 +2,8 @@
 
     unlearnkit list                                  # objectives, metrics, suites
     unlearnkit run --method npo --set beta=0.1 --steps 20 --quick --out runs/npo
-    unlearnkit evaluate --model runs/npo --metrics tofu --quick
-    unlearnkit evaluate --model path/to/hf-model --tofu ../shared/data/tofu --metrics probability rouge
+    unlearnkit evaluate --model runs/npo --metrics tofu mia --quick --set max_new_tokens=32
+    unlearnkit evaluate --model path/to/hf-model --reference path/to/retain-model --tofu ../shared/data/tofu
     unlearnkit sweep --methods ga npo --seeds 0 1 --quick --out runs/sweep   # resumable
 
 Multi-GPU: ``accelerate launch -m unlearnkit.cli run ...`` (the loop is built on accelerate).
@@ -72,7 +72,10 @@ def main(argv=None) -> int:
     r.add_argument("--set", nargs="*", metavar="NAME=VALUE", help="objective / loop hyperparameters")
     r.add_argument("--out", required=True, help="new folder for the unlearned model and results")
     e = sub.add_parser("evaluate", parents=[common], help="evaluate a model")
-    e.add_argument("--metrics", nargs="+", default=["tofu"])
+    e.add_argument("--metrics", nargs="+", default=["tofu"], help="metric and suite names (unlearnkit list)")
+    e.add_argument("--reference", help="the retain model (HF folder) for forget quality, PrivLeak and the reference "
+                                       "attack (default on the miniature world: its retain model)")
+    e.add_argument("--set", nargs="*", metavar="NAME=VALUE", help="evaluation options (docs/metrics.md, Options)")
     e.add_argument("--out", help="CSV file for the tidy table")
     s = sub.add_parser("sweep", parents=[common], help="resumable sweep over methods and seeds")
     s.add_argument("--methods", nargs="+", default=["ga"])
@@ -103,8 +106,12 @@ def main(argv=None) -> int:
         print(uk.summarize(uk.evaluate(res.model, tok, data, ["probability", "rouge"])).to_string(index=False))
         return 0
     if args.cmd == "evaluate":
-        ref = uk.retain_model(world) if world is not None and not args.model else None
-        df = uk.evaluate(model, tok, data, args.metrics, reference=ref)
+        if args.reference:
+            ref = uk.load_model(args.reference)
+        else:
+            ref = uk.retain_model(world) if world is not None else None
+        holdout = world.split("holdout") if world is not None else None
+        df = uk.evaluate(model, tok, data, args.metrics, reference=ref, holdout=holdout, **_sets(args.set))
         if args.out:
             from unlearnkit.io import atomic_write_text
 

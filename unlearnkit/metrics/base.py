@@ -276,6 +276,9 @@ def _as_splits(data) -> dict:
 
 
 def _holdout_of(data, splits, given):
+    """The membership-inference holdout; a dict's ``"holdout"`` entry is taken out of ``splits``
+    (it is the MIA baseline, not a split to score: TOFU's model utility would count it)."""
+    entry = splits.pop("holdout", None)
     if given is not None:
         return given
     if hasattr(data, "split") and hasattr(data, "table") and hasattr(data, "config"):
@@ -284,7 +287,7 @@ def _holdout_of(data, splits, given):
         except KeyError:
             return None
         return h if len(h) else None
-    return splits.get("holdout")
+    return entry
 
 
 def _skip(mname: str, why: str):
@@ -297,7 +300,8 @@ def evaluate(model, tokenizer, data, metrics=None, *, reference=None, original=N
 
     ``data``: a :class:`~unlearnkit.world.World` (its forget, retain and world_facts splits; its
     holdout split serves membership inference), a ``datasets.Dataset`` (split name ``"data"``) or a
-    dict ``{split_name: Dataset}`` (a ``"holdout"`` entry also serves membership inference).
+    dict ``{split_name: Dataset}`` (a ``"holdout"`` entry is the membership-inference holdout, not a
+    split of its own).
     ``metrics``: metric names and/or suite names (``"tofu"``, ``"muse"``, ``"mia"``,
     ``"closer_look"``, ``"squeeze"``, ``"robustness"``, ``"all"``); default ``"tofu"``.
     ``reference``: the retain model ``(model, tokenizer)`` (forget quality, PrivLeak, reference MIA).
