@@ -185,6 +185,22 @@ def test_knowmem_few_shot_pieces(tmp_path):
         load_icl_examples(tmp_path / "bad.json")
 
 
+def test_related_rows_prefer_shared_values_then_attributes():
+    from datasets import Dataset
+
+    from unlearnkit.metrics import related_rows
+
+    pool = Dataset.from_dict({"attribute": ["pet", "birthplace", "genre", "birthplace", "award"],
+                              "value": ["owl", "Lakeridge", "horror", "Stonevale", "Iron Key"]})
+    data = Dataset.from_dict({"attribute": ["birthplace", "pet"], "value": ["Stonevale", "cat"]})
+    rows, how = related_rows(pool, data, 1)
+    assert how == "related" and rows.tolist() == [3]  # the same city (score 2)
+    rows, _ = related_rows(pool, data, 3, seed=5)
+    assert rows.tolist() == [0, 1, 3]  # then the same attributes (score 1), never genre / award
+    rows, how = related_rows(Dataset.from_dict({"question": list("abcde")}), data, 2, seed=0)
+    assert how == "random" and len(rows) == 2 and rows.tolist() == sorted(rows.tolist())
+
+
 def test_fake_quantize_hand_computed():
     w = torch.tensor([[0.14, -0.7]])
     assert torch.allclose(fake_quantize(w, 4, None), torch.tensor([[0.1, -0.7]]))

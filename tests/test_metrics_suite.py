@@ -128,6 +128,19 @@ def test_directions_target_vs_ga(tables):
     assert np.allclose(tr[tr.metric == "squeezing"].value, 0.0, atol=1e-6)
 
 
+def test_relearning_on_related_retain_facts(quick_world, tiny, ga):
+    """Fine-tuning on retain facts related to the forget rows (same city, same kind of fact) brings
+    some of GA's forgotten knowledge back. Measured on the quick world: mean probability gain 0.049
+    after GA vs 0.023 on the target (3 related retain rows, 10 steps)."""
+    model, tok = tiny
+    gains = {}
+    for name, m in (("target", model), ("ga", ga)):
+        df = evaluate(m, tok, quick_world, ["relearning"], relearn_on="retain", progress=False)
+        assert set(df.relearn_on) == {"retain (related)"} and set(df.split) == {"forget"}
+        gains[name] = df.gain.mean()
+    assert gains["ga"] > gains["target"] > 0
+
+
 def test_metric_rows_are_consistent(tables):
     t = tables[0]
     prob = t[(t.metric == "probability") & (t.split == "forget")].set_index("id").value

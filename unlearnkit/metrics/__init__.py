@@ -44,7 +44,7 @@ from .mia import (
                    zlib_score,
 )
 from .muse import privleak_value, rouge_l_f1
-from .robustness import answer_prefix, fake_quantize, finetune_copy, quantize_copy, relearn_split
+from .robustness import answer_prefix, fake_quantize, finetune_copy, quantize_copy, related_rows, relearn_split
 from .scoring import generate, generate_from_ids, score_answers, score_pairs, score_texts
 from .squeezing import (
                    belief_answers,
@@ -62,6 +62,6 @@ __all__ = ["METRICS", "NEEDS", "OPTIONS", "option", "SUITES", "EvalContext", "Me
            "rouge_recall", "truth_ratio_raw", "token_entropy_value", "cosine_scores", "entailment_values",
            "classify_answer", "is_refusal", "wrong_values", "min_k_score", "min_k_plus_plus_score", "zlib_score",
            "reference_score", "mia_auc", "grad_norm_score", "gradnorm_scores", "privleak_value", "rouge_l_f1", "fake_quantize", "quantize_copy",
-           "finetune_copy", "relearn_split", "answer_prefix", "belief_answers", "squeeze_candidates",
+           "finetune_copy", "relearn_split", "related_rows", "answer_prefix", "belief_answers", "squeeze_candidates",
            "squeeze_decomposition", "squeeze_summary", "token_squeeze", "token_squeeze_summary",
            "metrics_table", "metrics_markdown", "write_metrics_doc"]

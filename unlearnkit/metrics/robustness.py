@@ -6,7 +6,8 @@ relearning and quantization work on a deep copy (which doubles memory for the du
 
 * ``relearning``: fine-tune a copy for ``relearn_steps`` (10) AdamW steps at ``relearn_lr``
   (1e-4) on a small part of the split (``relearn_fraction`` = 0.25 of the rows, at least one;
-  ``relearn_on="retain"`` uses as many retain rows instead, i.e. related but different facts),
+  ``relearn_on="retain"`` uses as many retain rows instead: related but different facts, chosen by
+  :func:`related_rows`),
   then re-measure probability (length-normalized, as ``probability``) and ROUGE-L recall on the
   **other** rows. ``value`` = probability after relearning; ``gain`` = after - before. Knowledge
   that comes back after a few steps on *other* facts was suppressed, not erased (relearning
@@ -129,6 +130,30 @@ def relearn_split(n: int, fraction: float = 0.25, seed: int = 0) -> tuple[np.nda
     return np.sort(perm[:k]), np.sort(perm[k:])
 
 
+def related_rows(pool, data, k: int, seed: int = 0) -> tuple[np.ndarray, str]:
+    """``k`` rows of ``pool`` (e.g. the retain split) most related to the rows of ``data``, and how
+    they were chosen.
+
+    With structured facts (``attribute`` and ``value`` columns in both, as the miniature world has)
+    a pool row scores 2 if it states one of ``data``'s values (another person born in the same
+    city), 1 if it is about one of ``data``'s attributes, else 0; the ``k`` best are taken, ties in
+    seeded random order (``"related"``). Without those columns the rows are a seeded random sample
+    (``"random"``). Returns sorted row positions.
+    """
+    n = len(pool)
+    k = min(n, max(1, int(k)))
+    order = np.random.default_rng(seed).permutation(n)
+    cols = set(pool.column_names) & set(data.column_names)
+    if not {"attribute", "value"} <= cols:
+        return np.sort(order[:k]), "random"
+    values = {str(v).lower() for v in data["value"]}
+    attrs = set(data["attribute"])
+    score = np.array([2 if str(v).lower() in values else 1 if a in attrs else 0
+                      for a, v in zip(pool["attribute"], pool["value"])])
+    best = order[np.argsort(-score[order], kind="stable")][:k]
+    return np.sort(best), "related"
+
+
 def answer_prefix(answer: str, value: str | None = None, fraction: float = 0.5) -> tuple[str, str]:
     """Split an answer into ``(prefix, rest)`` for the prefix probe: before the fact's ``value``
     when it occurs after some words, else after ``⌊fraction·words + 0.5⌋`` words (at least one word
@@ -191,6 +216,7 @@ def relearning(ctx, split, data):
     seed = int(ctx.opt("relearn_seed"))
     on = ctx.opt("relearn_on")
     n = len(data)
+    how = "random"
     if on == "forget":
         if n < 2:
             raise DataError(f"metric 'relearning' needs at least 2 rows in split {split!r} (some to relearn on, "
@@ -201,8 +227,8 @@ def relearning(ctx, split, data):
         if "retain" not in ctx.splits:
             raise DataError("metric 'relearning' with relearn_on='retain' needs a 'retain' split in the data")
         pool = ctx.splits["retain"]
-        k = min(len(pool), max(1, int(float(ctx.opt("relearn_fraction")) * n + 0.5)))
-        train = pool.select(np.sort(np.random.default_rng(seed).permutation(len(pool))[:k]).tolist())
+        rows, how = related_rows(pool, data, int(float(ctx.opt("relearn_fraction")) * n + 0.5), seed)
+        train = pool.select(rows.tolist())
         ev_idx = np.arange(n)
     else:
         raise ValueError(f"relearn_on={on!r}; valid: 'forget', 'retain'")
@@ -220,7 +246,8 @@ def relearning(ctx, split, data):
     ids = _ids(data)
     return pd.DataFrame({"id": [ids[i] for i in ev_idx], "value": after_p, "prob_before": before_p,
                          "gain": after_p - before_p, "rouge_before": before_r, "rouge_after": after_r,
-                         "generation_after": after_g, "relearn_on": on, "n_relearn": len(train)})
+                         "generation_after": after_g, "relearn_on": on if on == "forget" else f"retain ({how})",
+                         "n_relearn": len(train)})
 
 
 @metric("quantization", suites=("robustness",),
