@@ -44,7 +44,14 @@ from .mia import (
                    zlib_score,
 )
 from .muse import privleak_value, rouge_l_f1
-from .robustness import answer_prefix, fake_quantize, finetune_copy, quantize_copy, related_rows, relearn_split
+from .robustness import (
+                   answer_prefix,
+                   fake_quantize,
+                   finetune_copy,
+                   quantize_copy,
+                   related_rows,
+                   relearn_split,
+)
 from .scoring import generate, generate_from_ids, score_answers, score_pairs, score_texts
 from .squeezing import (
                    belief_answers,
