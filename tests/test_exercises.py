@@ -15,7 +15,7 @@ def stub(*args):
     raise NotImplementedError
 
 
-@pytest.mark.parametrize("name", ["rest_mass", "states_fact", "token_entropy"])
+@pytest.mark.parametrize("name", ["rest_mass", "states_fact", "token_entropy", "min_k"])
 def test_reference_functions_pass_and_stubs_only_hint(name, capsys):
     check = getattr(ex, f"check_{name}")
     assert check(ex.reference(name))
@@ -136,8 +136,48 @@ def test_lowest_token_entropy():
         ex.check_lowest_token_entropy(s, "NPO")
 
 
+def test_min_k_mistakes():
+    def flipped(lp, k):
+        lp = sorted(lp)
+        n = max(1, int(k * len(lp)))
+        return sum(lp[:n]) / n
+
+    def highest(lp, k):
+        lp = sorted(lp, reverse=True)
+        n = max(1, int(k * len(lp)))
+        return -sum(lp[:n]) / n
+
+    def no_floor(lp, k):
+        lp = sorted(lp)
+        n = int(k * len(lp))
+        return -sum(lp[:n]) / n
+
+    with pytest.raises(ex.ExerciseError, match="sign is flipped"):
+        ex.check_min_k(flipped)
+    with pytest.raises(ex.ExerciseError, match="highest"):
+        ex.check_min_k(highest)
+    with pytest.raises(ex.ExerciseError, match="max\\(1, int"):
+        ex.check_min_k(no_floor)
+
+
+def test_closest_to_retain():
+    s = pd.DataFrame([{"model": m, "split": "forget_vs_holdout", "metric": "mia_min_k", "value": v}
+                      for m, v in (("target", 1.0), ("retain", 0.5), ("GA", 0.9), ("NPO", 0.6))])
+    assert not ex.check_closest_to_retain(s, ...)
+    assert ex.check_closest_to_retain(s, "NPO")
+    assert ex.reference("closest_to_retain", s) == "NPO"
+    with pytest.raises(ex.ExerciseError, match="NPO's .* is closer"):
+        ex.check_closest_to_retain(s, "GA")
+    with pytest.raises(ex.ExerciseError, match="reference point"):
+        ex.check_closest_to_retain(s, "retain")
+    with pytest.raises(ex.ExerciseError, match="not a model"):
+        ex.check_closest_to_retain(s, "ME")
+    assert "_closest" in ex.solution("closest_to_retain")
+
+
 @pytest.mark.notebooks
-@pytest.mark.parametrize("name", ["01_squeezing_and_beliefs", "02_entropy_and_answer_preservation"])
+@pytest.mark.parametrize("name", ["01_squeezing_and_beliefs", "02_entropy_and_answer_preservation",
+                                  "03_is_it_really_gone"])
 def test_notebook_checks_pass_on_the_reference_solutions(name, tmp_path, tiny, tiny_retain):
     """With ``show_solutions=True`` every check cell of the notebook runs on the reference answers
     (computed from that very run where the answer depends on it) and passes."""
@@ -154,6 +194,6 @@ def test_notebook_checks_pass_on_the_reference_solutions(name, tmp_path, tiny, t
     nb = json.loads(out.read_text())
     checks = [c for c in nb["cells"] if c["cell_type"] == "code" and "ex.check_" in "".join(c["source"])]
     texts = ["".join(o.get("text", "")) for c in checks for o in c.get("outputs", [])]
-    assert len(checks) == 3
-    assert sum(t.count("✓") for t in texts) == 3, texts
+    assert len(checks) >= 2
+    assert sum(t.count("✓") for t in texts) == len(checks), texts
     assert not any("not done yet" in t for t in texts)

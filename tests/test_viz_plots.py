@@ -122,3 +122,23 @@ def test_split_bars_one_legend_for_all_panels():
     assert len(fig.axes) == 2 and all(ax.get_legend() is None for ax in fig.axes)
     assert [t.get_text() for t in fig.legends[0].get_texts()] == ["target", "GA", "NPO"]
     assert len(fig.axes[0].patches) >= 3 and fig.axes[0].get_ylabel() == "rouge"
+
+
+def test_attack_bars_and_mia_strips():
+    attacks = pd.DataFrame([{"model": m, "attack": a, "measure": "probability", "before": b, "after": b + d,
+                             "change": d} for m, b, d in (("retain", 0.0, 0.1), ("GA", 0.2, 0.4))
+                            for a in ("relearning", "4-bit weight rounding")])
+    fig = viz.plot_attacks(attacks)
+    assert len(fig.axes) == 2
+    heights = sorted(round(p.get_height(), 6) for p in fig.axes[0].patches)
+    assert heights == [0.0, 0.1, 0.2, 0.6]
+    plt.close(fig)
+    rows = [{"model": m, "split": s, "metric": "mia_min_k", "id": i, "value": v}
+            for m in ("target", "GA") for s, v in (("forget", 1.0), ("holdout", 5.0)) for i in range(3)]
+    rows += [{"model": "target", "split": "forget_vs_holdout", "metric": "mia_min_k", "id": -1, "value": 1.0},
+             {"model": "GA", "split": "forget_vs_holdout", "metric": "mia_min_k", "id": -1, "value": 0.75}]
+    fig = viz.plot_mia_scores(pd.DataFrame(rows))
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles == ["target\nAUC 1.00", "GA\nAUC 0.75"]
+    assert sum(len(c.get_offsets()) for c in fig.axes[1].collections) == 6  # every row drawn
+    plt.close(fig)

@@ -145,3 +145,33 @@ def test_mass_table_one_row_per_objective():
     assert list(t.index) == ["A", "B"] and list(t.columns) == ["target", "paraphrase", "perturbed", "other"]
     assert t.loc["A", "paraphrase"] == pytest.approx(0.8) and t.loc["B", "target"] == pytest.approx(0.5)
     assert t.loc["B", "other"] == pytest.approx(1 - 0.81)
+
+
+def _robust_table():
+    """A hand-made long evaluate() table of two models with the robustness suite and rouge."""
+    rows = []
+    for model, base in (("retain", 0.0), ("GA", 0.2)):
+        for i in range(4):
+            rows.append({"model": model, "split": "forget", "metric": "rouge", "id": i, "value": base + 0.1 * i})
+        for i in (1, 3):  # relearning scores only the held-back rows
+            rows.append({"model": model, "split": "forget", "metric": "relearning", "id": i, "value": base + 0.5,
+                         "prob_before": base})
+        for i in range(4):
+            rows.append({"model": model, "split": "forget", "metric": "quantization", "id": i, "value": base,
+                         "prob_before": base})
+            rows.append({"model": model, "split": "forget", "metric": "paraphrase_probe", "id": i, "value": 0.9})
+        rows.append({"model": model, "split": "retain", "metric": "relearning", "id": 0, "value": 1.0,
+                     "prob_before": 1.0})
+    return pd.DataFrame(rows)
+
+
+def test_attack_table_before_after_on_the_same_rows():
+    t = tables.attack_table(_robust_table()).set_index(["model", "attack"])
+    rel = "relearning (a few steps on other rows)"
+    assert t.loc[("GA", rel), "before"] == pytest.approx(0.2) and t.loc[("GA", rel), "after"] == pytest.approx(0.7)
+    assert t.loc[("GA", rel), "change"] == pytest.approx(0.5)
+    # the probes' "before" is rouge of the plain question on the same rows: GA 0.2 + 0.1 * mean(0..3)
+    para = t.loc[("GA", "paraphrased question")]
+    assert para.before == pytest.approx(0.35) and para.after == pytest.approx(0.9) and para.measure == "ROUGE-L recall"
+    assert ("GA", "answer prefix given") not in t.index  # not in the table: no row
+    assert set(t.index.get_level_values("model")) == {"retain", "GA"}  # the retain split's row is not mixed in

@@ -223,9 +223,9 @@ if "IDK+AP" in results:
 ("md", """
 Read the table with the three metrics together. A model can state no fact on the forget questions
 for very different reasons: it refuses (targeted), it says something else fluently, or it babbles
-(low token entropy). Fact recall alone cannot tell these apart, and it can even count a babbled
-answer as "true" when the value appears in it: look for answers labelled `true` with a low token
-entropy. Cosine similarity rewards answers that *sound* like the truth, even with a wrong value.
+(low token entropy). Fact recall's value alone cannot tell these apart; its labels can (`refusal`,
+`none`, `collapsed`: babble is labelled collapsed even when the value appears in it). Cosine
+similarity rewards answers that *sound* like the truth, even with a wrong value.
 
 ### Exercise 2 · Targeted or untargeted?
 

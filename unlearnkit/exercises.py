@@ -22,7 +22,8 @@ import textwrap
 from collections import Counter
 
 __all__ = ["ExerciseError", "check_rest_mass", "check_crossover", "check_states_fact", "check_token_entropy",
-           "check_targeted", "check_lowest_token_entropy", "reference", "solution", "EXERCISES"]
+           "check_targeted", "check_lowest_token_entropy", "check_min_k", "check_closest_to_retain", "reference",
+           "solution", "EXERCISES"]
 
 
 class ExerciseError(AssertionError):
@@ -92,11 +93,20 @@ def _token_entropy(tokens) -> float:
     return h / math.log2(n)
 
 
+def _min_k(token_logprobs, k: float = 0.4) -> float:
+    """Min-K%: minus the mean of the lowest max(1, int(k * T)) token log-probs (0 for no tokens)."""
+    lp = sorted(float(x) for x in token_logprobs)
+    if not lp:
+        return 0.0
+    n = max(1, int(k * len(lp)))
+    return -sum(lp[:n]) / n
+
+
 _TARGETED = {"ga": "untargeted", "npo": "untargeted", "me": "untargeted", "idk_nll": "targeted",
              "idk_ap": "targeted"}
 
 _REFERENCE = {"rest_mass": _rest_mass, "states_fact": _states_fact, "token_entropy": _token_entropy,
-              "targeted": _TARGETED}
+              "targeted": _TARGETED, "min_k": _min_k}
 
 #: exercise name -> (notebook, one-line task)
 EXERCISES = {
@@ -106,7 +116,16 @@ EXERCISES = {
     "token_entropy": ("02", "normalized unigram entropy of a generated answer's tokens"),
     "targeted": ("02", "which objectives are targeted (train towards a chosen answer) and which are not"),
     "lowest_token_entropy": ("02", "which unlearned model's answers have the lowest token entropy"),
+    "min_k": ("03", "the Min-K% membership score of a sequence's token log-probs"),
+    "closest_to_retain": ("03", "which unlearned model's forget-vs-holdout AUC is closest to the retain model's"),
 }
+
+
+def _closest(summary, metric: str = "mia_min_k", retain: str = "retain", exclude=("target",)):
+    """The unlearned model whose forget-vs-holdout AUC is closest to the retain model's."""
+    d = summary[(summary.metric == metric) & (summary.split == "forget_vs_holdout")].set_index("model")["value"]
+    others = d.drop([retain, *[e for e in exclude if e in d.index]])
+    return (others - d[retain]).abs().idxmin()
 
 
 def _lowest(summary):
@@ -115,7 +134,8 @@ def _lowest(summary):
 
 
 #: exercises whose answer depends on the run: computed from it
-_COMPUTED = {"crossover": lambda result: _crossover(result)[0], "lowest_token_entropy": _lowest}
+_COMPUTED = {"crossover": lambda result: _crossover(result)[0], "lowest_token_entropy": _lowest,
+             "closest_to_retain": _closest}
 
 
 def reference(name: str, *run):
@@ -135,7 +155,8 @@ def reference(name: str, *run):
 def solution(name: str) -> str:
     """The reference solution's source code (or value), for instructors."""
     if name in _COMPUTED:
-        return textwrap.dedent(inspect.getsource(_crossover if name == "crossover" else _lowest))
+        fn = {"crossover": _crossover, "lowest_token_entropy": _lowest, "closest_to_retain": _closest}[name]
+        return textwrap.dedent(inspect.getsource(fn))
     ref = reference(name)
     if callable(ref):
         return textwrap.dedent(inspect.getsource(ref))
@@ -321,3 +342,60 @@ def check_lowest_token_entropy(summary, answer) -> Outcome:
         return _ok(f"Right: {answer}'s answers have the lowest token entropy ({d[answer]:.3f}): the most "
                    "repetitive output.")
     raise ExerciseError(f"{answer} has token entropy {d[answer]:.3f}, but {want} is lower ({d[want]:.3f}).")
+
+
+# -- notebook 03: is it really gone? -------------------------------------------------------------------
+
+def check_min_k(fn) -> Outcome:
+    """``fn(token_logprobs, k) -> float``: the Min-K% score, ``-mean`` of the lowest
+    ``max(1, int(k·T))`` of the ``T`` token log-probs (nats; higher = looks less like training data)."""
+    name = "min_k"
+    cases = [([-0.1, -2.0, -0.5, -3.0, -0.2], 0.4, 2.5, "[-0.1, -2.0, -0.5, -3.0, -0.2] with k=0.4"),
+             ([-0.1, -2.0, -0.5, -3.0, -0.2], 1.0, 1.16, "the same log-probs with k=1 (all tokens)"),
+             ([-0.3, -0.7], 0.4, 0.7, "two tokens with k=0.4 (int(0.8) = 0, but at least one token counts)"),
+             ([-1.5], 0.4, 1.5, "a one-token sequence")]
+    for lp, k, want, what in cases:
+        try:
+            got = _call(name, fn, list(lp), k)
+        except ZeroDivisionError:
+            raise ExerciseError(f"For {what} your function divides by zero: int(k*T) can be 0. Average at least "
+                                "one token: n = max(1, int(k * T)).") from None
+        if got is NotImplemented:
+            return _pending(name, "Replace `raise NotImplementedError` with your code. Hint: sort the log-probs "
+                                  "(lowest first), keep n = max(1, int(k * len(lp))) of them, return minus their mean.")
+        if not isinstance(got, (int, float)) or (isinstance(got, float) and math.isnan(got)):
+            raise ExerciseError(f"For {what} your function returned {got!r}, not a number.")
+        if math.isclose(got, want, abs_tol=1e-6):
+            continue
+        if math.isclose(got, -want, abs_tol=1e-6):
+            raise ExerciseError(f"For {what} you returned {got:.4g}: the sign is flipped. Min-K% is *minus* the "
+                                "mean log-prob, so that a higher score means 'less likely, less like a member'.")
+        top = sorted(lp, reverse=True)[:max(1, int(k * len(lp)))]
+        if math.isclose(got, -sum(top) / len(top), abs_tol=1e-6):
+            raise ExerciseError(f"For {what} you averaged the *highest* log-probs. Min-K% looks at the k% least "
+                                "likely tokens: sort ascending and take the first ones.")
+        raise ExerciseError(f"For {what} the Min-K% score is {want:.4g}, but your function returned {got:.4g}.")
+    return _ok("min_k matches the kit's Min-K% (spec B9), including the at-least-one-token rule.")
+
+
+def check_closest_to_retain(summary, answer) -> Outcome:
+    """``answer``: the unlearned model (not ``target``, not ``retain``) of ``summary`` whose Min-K%
+    AUC (forget vs holdout) is closest to the retain model's."""
+    name = "closest_to_retain"
+    if answer is ...:
+        return _pending(name, "Set `closest` to a model name from the AUC table.")
+    d = summary[(summary.metric == "mia_min_k") & (summary.split == "forget_vs_holdout")].set_index("model")["value"]
+    if d.empty or "retain" not in d.index:
+        raise ExerciseError("the table has no mia_min_k AUC of a model named 'retain'; evaluate the retain model "
+                            "with the 'mia' suite first")
+    if answer in ("retain", "target"):
+        raise ExerciseError(f"{answer!r} is a reference point, not an unlearned model; pick one of the others.")
+    if answer not in d.index:
+        raise ExerciseError(f"{answer!r} is not a model of the table; the models are {list(d.index)}.")
+    want = _closest(summary)
+    gap = abs(d[answer] - d["retain"])
+    if answer == want or math.isclose(gap, abs(d[want] - d["retain"]), abs_tol=1e-12):
+        return _ok(f"Right: {answer}'s AUC {d[answer]:.3f} is {gap:.3f} from the retain model's {d['retain']:.3f}: "
+                   "by this attack, its forget set looks most like data it never saw.")
+    raise ExerciseError(f"{answer}'s AUC {d[answer]:.3f} is {gap:.3f} from the retain model's {d['retain']:.3f}, "
+                        f"but {want}'s ({d[want]:.3f}) is closer.")

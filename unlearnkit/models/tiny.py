@@ -183,10 +183,24 @@ def build_or_load(world, kind: str = "target", cfg: TinyConfig | None = None, *,
             atomic_write_json(tmp / "unlearnkit.json", {"world": world.config.to_dict(), "world_digest": world.digest(),
                                                          "tiny": cfg.to_dict(), "kind": kind,
                                                          "train_seconds": time.perf_counter() - t0})
-    model = AutoModelForCausalLM.from_pretrained(d)
+    model = _quiet_load(AutoModelForCausalLM, d, progress)
     model.eval()
     model.name_or_path = str(d)
     return model, tok
+
+
+def _quiet_load(cls, path, progress: bool):
+    """``cls.from_pretrained(path)``, without transformers' weight-loading bar unless ``progress``."""
+    from transformers.utils import logging as hf_logging
+
+    was = hf_logging.is_progress_bar_enabled()
+    if not progress:
+        hf_logging.disable_progress_bar()
+    try:
+        return cls.from_pretrained(path)
+    finally:
+        if was:
+            hf_logging.enable_progress_bar()
 
 
 def target_model(world, cfg: TinyConfig | None = None, **kw):

@@ -9,9 +9,11 @@ from .plots import (
     LABELS,
     PALETTE,
     plot_answer_distribution,
+    plot_attacks,
     plot_entropy_strip,
     plot_method_trajectories,
     plot_metric_table,
+    plot_mia_scores,
     plot_split_bars,
     plot_token_view,
     plot_tradeoff,
@@ -22,6 +24,7 @@ from .plots import (
 )
 from .tables import (
     answer_distribution,
+    attack_table,
     entropy_view,
     greedy_tokens,
     mass_table,
@@ -36,7 +39,8 @@ from .tables import (
 )
 from .widgets import EntropyExplorer, SqueezeExplorer
 
-__all__ = ["LABELS", "PALETTE", "EntropyExplorer", "SqueezeExplorer", "answer_distribution", "entropy_view",
+__all__ = ["LABELS", "PALETTE", "EntropyExplorer", "SqueezeExplorer", "answer_distribution", "attack_table",
+           "plot_attacks", "plot_mia_scores", "entropy_view",
            "greedy_tokens", "mass_table", "mean_answer_distribution", "misreport_table", "moving_positions", "plot_answer_distribution",
            "plot_entropy_strip", "plot_method_trajectories", "plot_metric_table", "plot_split_bars",
            "plot_token_view", "plot_tradeoff", "plot_trajectory", "plot_where_mass_goes", "probe_steps", "save",

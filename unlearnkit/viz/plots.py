@@ -380,3 +380,61 @@ def plot_metric_table(summary: pd.DataFrame, metrics=None, splits=None, title: s
     ax.grid(False)
     fig.tight_layout()
     return fig
+
+
+# -- is it really gone? ----------------------------------------------------------------------------
+
+def plot_mia_scores(table: pd.DataFrame, metric: str = "mia_min_k", title: str | None = None):
+    """Per-example membership scores of ``metric`` (a long :func:`unlearnkit.evaluate` table of
+    several models): one panel per model, the member split's rows against the holdout's, the AUC
+    in the panel title. Well-separated clouds = the forget rows still look like training data."""
+    import seaborn as sns
+
+    d = table[(table.metric == metric) & (table.id >= 0)].copy()
+    auc = table[(table.metric == metric) & (table.id < 0)].set_index("model").value
+    models = list(dict.fromkeys(d.model))
+    fig, axes = plt.subplots(1, len(models), figsize=(2.6 * len(models) + 0.6, 3.6), squeeze=False, sharey=False)
+    for ax, m in zip(axes[0], models):
+        g = d[d.model == m].assign(kind=lambda x: x.split.where(x.split == "holdout", "member (" + x.split + ")"))
+        order = [k for k in dict.fromkeys(g.kind) if k != "holdout"] + ["holdout"]
+        sns.stripplot(data=g, x="kind", y="value", order=order, hue="kind", hue_order=order,
+                      palette=[PALETTE["target"], PALETTE["perturbed"]], ax=ax, size=4, jitter=0.25, legend=False)
+        a = auc.get(m, float("nan"))
+        ax.set_title(f"{m}\nAUC {float(a):.2f}", fontsize=10)
+        ax.set_xlabel("")
+        ax.set_ylabel(f"{metric} score\n(higher = less like a member)" if ax is axes[0, 0] else "")
+        ax.tick_params(axis="x", labelsize=8)
+    fig.suptitle(title or f"Membership inference ({metric}): forget rows vs never-seen rows")
+    fig.tight_layout()
+    return fig
+
+
+def plot_attacks(attacks: pd.DataFrame, title: str = "Does the knowledge come back under attack?"):
+    """Before (hatched) vs after (solid) each robustness attack, one panel per attack, one pair of
+    bars per model (``attacks``: :func:`~unlearnkit.viz.tables.attack_table`)."""
+    import numpy as np
+    import seaborn as sns
+
+    kinds = list(dict.fromkeys(attacks.attack))
+    models = list(dict.fromkeys(attacks.model))
+    colors = dict(zip(models, sns.color_palette("tab10", n_colors=max(3, len(models)))))
+    fig, axes = plt.subplots(1, len(kinds), figsize=(3.3 * len(kinds), 3.8), squeeze=False, sharey=True)
+    for ax, k in zip(axes[0], kinds):
+        g = attacks[attacks.attack == k].set_index("model").reindex(models)
+        x = np.arange(len(models))
+        ax.bar(x - 0.2, np.nan_to_num(g.before.to_numpy(float)), 0.4, color=[colors[m] for m in models], alpha=0.35,
+               hatch="//", edgecolor="#555555", label="before")
+        ax.bar(x + 0.2, np.nan_to_num(g.after.to_numpy(float)), 0.4, color=[colors[m] for m in models],
+               edgecolor="black", label="under attack")
+        ax.set_xticks(x, models, fontsize=8, rotation=30)
+        ax.set_ylim(0, 1.05)
+        ax.set_title(f"{k}\n({g.measure.dropna().iloc[0] if g.measure.notna().any() else ''})", fontsize=9)
+    axes[0, 0].set_ylabel("forget split, mean")
+    from matplotlib.patches import Patch
+
+    fig.legend(handles=[Patch(facecolor="#cccccc", hatch="//", edgecolor="#555555", label="before"),
+                        Patch(facecolor="#777777", edgecolor="black", label="under attack")],
+               loc="upper right", fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

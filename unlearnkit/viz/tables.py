@@ -393,3 +393,37 @@ def misreport_table(model, tokenizer, data, *, before=None, max_new_tokens: int 
         low &= out["rouge"] < out["rouge_before"]
     out["misreported"] = low & (out["states"] == "true")
     return out
+
+
+#: the robustness attacks of :func:`attack_table`: metric -> (what is measured, label)
+ATTACKS = {"relearning": ("probability", "relearning (a few steps on other rows)"),
+           "quantization": ("probability", "4-bit weight rounding"),
+           "paraphrase_probe": ("ROUGE-L recall", "paraphrased question"),
+           "prefix_probe": ("ROUGE-L recall", "answer prefix given")}
+
+
+def attack_table(table: pd.DataFrame, split: str = "forget") -> pd.DataFrame:
+    """Before vs after each robustness attack, per model, from a long :func:`unlearnkit.evaluate`
+    table (several models concatenated) holding the ``robustness`` suite (and ``rouge``).
+
+    One row per (model, attack): ``measure`` (probability or ROUGE-L recall), ``before`` (the model
+    as it is, on the same rows: relearning's held-back rows, every row otherwise; ``rouge`` of the
+    plain question for the probes, NaN without it), ``after`` (under the attack) and ``change``.
+    """
+    rows = []
+    d = table[table.split == split]
+    for model, g in d.groupby("model", sort=False):
+        rouge = g[g.metric == "rouge"]
+        for name, (measure, label) in ATTACKS.items():
+            a = g[g.metric == name]
+            if a.empty:
+                continue
+            if "prob_before" in a.columns and a.prob_before.notna().any():
+                before = float(a.prob_before.mean())
+            else:
+                same = rouge[rouge.id.isin(a.id)]
+                before = float(same.value.mean()) if len(same) else float("nan")
+            after = float(a.value.astype(float).mean())
+            rows.append({"model": model, "attack": label, "measure": measure, "before": before, "after": after,
+                         "change": after - before})
+    return pd.DataFrame(rows, columns=["model", "attack", "measure", "before", "after", "change"])
