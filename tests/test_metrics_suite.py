@@ -208,6 +208,8 @@ def test_options_are_validated_by_name(quick_world, tiny):
     assert EvalContext(model, tok).opt("mia_k") == OPTIONS["mia_k"].default == 0.4
     with pytest.raises(KeyError, match="not a declared evaluation option"):
         EvalContext(model, tok).opt("mia_kk")
+    r = repr(EvalContext(model, tok, options={"mia_k": 0.2}))
+    assert "mia_k=0.2" in r and "LlamaDecoderLayer" not in r and len(r) < 300
 
 
 def test_holdout_entry_is_the_mia_baseline_not_a_split(quick_world, tiny):

@@ -199,6 +199,14 @@ class EvalContext:
     holdout: Any = None
     splits: dict = field(default_factory=dict)
 
+    def __repr__(self) -> str:
+        model = getattr(self.model, "name_or_path", None) or type(self.model).__name__
+        given = ", ".join(f"{k}={v!r}" for k, v in self.options.items()) or "defaults"
+        extra = [n for n, v in (("reference", self.reference), ("original", self.original),
+                                ("holdout", self.holdout)) if v is not None]
+        return (f"EvalContext(model={model!r}, splits={list(self.splits)}, with={extra or 'nothing else'}, "
+                f"options: {given}; {len(self.cache)} cached results)")
+
     def opt(self, key: str):
         """The value of evaluation option ``key`` (its declared default when not given)."""
         if key not in OPTIONS:
