@@ -180,6 +180,8 @@ def test_knowmem_few_shot_pieces(tmp_path):
         load_icl_examples([rows[0], {"question": "q", "answer": ""}])
     with pytest.raises(DataError, match="no file"):
         load_icl_examples(tmp_path / "missing.json")
+    with pytest.raises(DataError, match="example 0 must be"):
+        load_icl_examples(["Where is Oslo? Norway"])
     (tmp_path / "bad.json").write_text("[{")
     with pytest.raises(DataError, match="bad.json"):
         load_icl_examples(tmp_path / "bad.json")

@@ -139,7 +139,13 @@ def load_icl_examples(icl) -> list[tuple[str, str]]:
         icl = [{"question": q, "answer": a} for q, a in zip(icl["question"], icl["answer"])]
     out = []
     for i, ex in enumerate(icl):
-        q, a = (ex.get("question"), ex.get("answer")) if isinstance(ex, dict) else tuple(ex) + (None,) * (2 - len(ex))
+        if isinstance(ex, dict):
+            q, a = ex.get("question"), ex.get("answer")
+        elif isinstance(ex, (list, tuple)) and len(ex) == 2:
+            q, a = ex
+        else:
+            raise DataError(f"{src}: example {i} must be a {{'question', 'answer'}} object or a (question, answer) "
+                            f"pair, got {ex!r}")
         if not (isinstance(q, str) and q.strip() and isinstance(a, str) and a.strip()):
             raise DataError(f"{src}: example {i} needs a non-empty 'question' and 'answer', got {ex!r}")
         out.append((q.strip(), a.strip()))
