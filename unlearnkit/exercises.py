@@ -68,6 +68,11 @@ def _call(name: str, fn, *args):
         return NotImplemented
 
 
+def _require_number(got, what: str):
+    if not isinstance(got, (int, float)) or (isinstance(got, float) and math.isnan(got)):
+        raise ExerciseError(f"For {what} your function returned {got!r}, not a number.")
+
+
 # -- reference solutions (instructors: reference(name), solution(name)) ---------------------------
 
 def _rest_mass(answers) -> float:
@@ -287,8 +292,7 @@ def check_token_entropy(fn) -> Outcome:
         if got is NotImplemented:
             return _pending(name, "Replace `raise NotImplementedError` with your code. Hint: count each token "
                                   "(collections.Counter), f = count / n, H = -Σ f log2 f, return H / log2(n).")
-        if not isinstance(got, (int, float)) or (isinstance(got, float) and math.isnan(got)):
-            raise ExerciseError(f"For {what} your function returned {got!r}, not a number.")
+        _require_number(got, what)
         if math.isclose(got, want, abs_tol=1e-6):
             continue
         if len(tokens) > 1 and math.isclose(got, want * math.log2(len(tokens)), abs_tol=1e-6):
@@ -363,8 +367,7 @@ def check_min_k(fn) -> Outcome:
         if got is NotImplemented:
             return _pending(name, "Replace `raise NotImplementedError` with your code. Hint: sort the log-probs "
                                   "(lowest first), keep n = max(1, int(k * len(lp))) of them, return minus their mean.")
-        if not isinstance(got, (int, float)) or (isinstance(got, float) and math.isnan(got)):
-            raise ExerciseError(f"For {what} your function returned {got!r}, not a number.")
+        _require_number(got, what)
         if math.isclose(got, want, abs_tol=1e-6):
             continue
         if math.isclose(got, -want, abs_tol=1e-6):
