@@ -221,6 +221,22 @@ def test_holdout_entry_is_the_mia_baseline_not_a_split(quick_world, tiny):
     assert set(data) == {"forget", "holdout"}  # the caller's dict is left as it was
 
 
+@pytest.mark.parametrize("field,bad,match", [
+    ("perturbed_answer", [], "row 2 .*'perturbed_answer' must be a non-empty list"),
+    ("answer", "", "row 2 .*field 'answer' is empty"),
+    ("paraphrased_answer", " ", "row 2 .*field 'paraphrased_answer' is empty"),
+    ("question", None, "row 2 .*field 'question' is empty or not a string: None"),
+])
+def test_malformed_rows_are_named_before_any_work(quick_world, tiny, field, bad, match):
+    from datasets import Dataset
+
+    model, tok = tiny
+    rows = quick_world.forget.select(range(4)).to_list()
+    rows[2][field] = bad
+    with pytest.raises(DataError, match="split 'forget', " + match):
+        evaluate(model, tok, {"forget": Dataset.from_list(rows)}, ["probability"], progress=False)
+
+
 def test_missing_fields_name_metric_and_field(quick_world, tiny):
     from datasets import Dataset
 

@@ -330,6 +330,10 @@ def evaluate(model, tokenizer, data, metrics=None, *, reference=None, original=N
     splits = _as_splits(data)
     ctx = EvalContext(model, tokenizer, reference, options, original=original,
                       holdout=_holdout_of(data, splits, holdout), splits=splits)
+    from ..world.loaders import check_dataset
+
+    for name, d in {**splits, **({"holdout": ctx.holdout} if ctx.holdout is not None else {})}.items():
+        check_dataset(d, f"split {name!r}")
     todo = []
     for mname, named in picked:
         m = METRICS.get(mname)

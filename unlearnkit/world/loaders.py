@@ -70,6 +70,32 @@ def validate_rows(rows: list[dict], source: str, required: tuple[str, ...] = REQ
     return rows
 
 
+#: text fields a metric may read: each must hold a non-empty string in every row where it exists
+TEXT_FIELDS = ("question", "answer", "paraphrased_answer", "paraphrased_question", "text")
+
+
+def check_dataset(data, source: str) -> None:
+    """Check the known fields of a ``datasets.Dataset`` wherever they are present: the
+    :data:`TEXT_FIELDS` non-empty strings, ``perturbed_answer`` a non-empty list of non-empty
+    strings. Raises :class:`DataError` naming ``source``, the row (and its ``id``) and the field."""
+    cols = set(data.column_names)
+    ids = data["id"] if "id" in cols else None
+
+    def where(i):
+        return f"{source}, row {i}" + (f" (id {ids[i]!r})" if ids is not None else "")
+
+    for f in TEXT_FIELDS:
+        if f in cols:
+            for i, v in enumerate(data[f]):
+                if not isinstance(v, str) or not v.strip():
+                    raise DataError(f"{where(i)}: field {f!r} is empty or not a string: {v!r}")
+    if "perturbed_answer" in cols:
+        for i, p in enumerate(data["perturbed_answer"]):
+            if not isinstance(p, (list, tuple)) or not p or not all(isinstance(x, str) and x.strip() for x in p):
+                raise DataError(f"{where(i)}: field 'perturbed_answer' must be a non-empty list of non-empty "
+                                f"strings, got {p!r}")
+
+
 def load_tofu(path_or_name: str | Path, split: str | None = None, *, task_id: str | None = None):
     """Load TOFU-format data as a ``datasets.Dataset``.
 
