@@ -169,3 +169,17 @@ def test_keep_policy_errors_name_the_parameter(quick_world, tiny):
         unlearn(model, tok, quick_world.forget, quick_world.retain, keep="best", retain_probes=False, **kw)
     with pytest.raises(ValueError, match="keep"):
         unlearn(model, tok, quick_world.forget, quick_world.retain, keep="median", **kw)
+
+
+def test_inplace_trains_the_given_object_with_the_same_numbers(quick_world, tiny):
+    """inplace=True skips the deep copy (one copy of the weights less for big models): the object
+    passed is the one trained, and the run is the same as on a copy."""
+    model, tok = tiny
+    kw = dict(method="ga", steps=3, probe_every=0, progress=False, seed=3)
+    ref = unlearn(model, tok, quick_world.forget, **kw)
+    mine = copy.deepcopy(model)
+    res = unlearn(mine, tok, quick_world.forget, inplace=True, **kw)
+    assert res.model is mine and res.log.loss.tolist() == ref.log.loss.tolist()
+    mine = copy.deepcopy(model)
+    res = unlearn(mine, tok, quick_world.forget, inplace=True, lora=True, **kw)
+    assert res.model.get_base_model() is mine and any("lora" in n for n, _ in mine.named_modules())

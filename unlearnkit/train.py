@@ -278,7 +278,7 @@ def _wrap_lora(model, lora):
 
 
 def unlearn(model, tokenizer, forget, retain=None, method: str = "ga", *, lora=None, idk=None,
-            probe_data=None, retain_probe_data=None, progress: bool = True, output_dir=None,
+            probe_data=None, retain_probe_data=None, progress: bool = True, output_dir=None, inplace: bool = False,
             **hparams) -> UnlearnResult:
     """Unlearn ``forget`` from a copy of ``model`` with the objective ``method``.
 
@@ -289,6 +289,9 @@ def unlearn(model, tokenizer, forget, retain=None, method: str = "ga", *, lora=N
     (``steps``, ``lr``, ``batch_size``, ``seed``, ``probe_every``...) and the objective's
     (``beta``, ``alpha``...), validated with errors naming the parameter and its range.
     ``output_dir``: if given, the result is saved there (a new folder, written atomically).
+    ``inplace``: train ``model`` itself instead of a deep copy, saving one copy of the weights for
+    big models; the object you passed is then changed (its weights, or under LoRA its modules, which
+    get the adapter); files on disk never are. Default False: ``model`` is left untouched.
     ``keep`` (loop parameter): which probed step's weights come back (see :data:`LOOP_PARAMS`);
     with several processes the probes, and so the choice, are made on the main process, the one
     that writes results; a ``first_forgotten`` stop reaches every process through accelerate's
@@ -312,8 +315,8 @@ def unlearn(model, tokenizer, forget, retain=None, method: str = "ga", *, lora=N
     set_seed(seed)
 
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
-    # the user's model is never touched: train a copy (under LoRA the adapter goes on the copy)
-    work = copy.deepcopy(model)
+    # the user's model is never touched unless inplace: train a copy (under LoRA the adapter goes on the copy)
+    work = model if inplace else copy.deepcopy(model)
     work.train()
     if lora:
         work = _wrap_lora(work, lora)
