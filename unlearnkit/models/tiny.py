@@ -12,6 +12,7 @@ linear warmup and cosine decay at a high learning rate, answer-only loss, large 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -177,27 +178,29 @@ def build_or_load(world, kind: str = "target", cfg: TinyConfig | None = None, *,
         t0 = time.perf_counter()
         pairs = world.training_pairs(include_forget=(kind == "target"))
         model = train_tiny(pairs, tok, cfg, progress=progress, desc=f"building {kind} model")
-        with atomic_dir(d, overwrite=True) as tmp:
+        with atomic_dir(d, overwrite=True) as tmp, _hf_bars(progress):
             model.save_pretrained(tmp)
             tok.save_pretrained(tmp)
             atomic_write_json(tmp / "unlearnkit.json", {"world": world.config.to_dict(), "world_digest": world.digest(),
                                                          "tiny": cfg.to_dict(), "kind": kind,
                                                          "train_seconds": time.perf_counter() - t0})
-    model = _quiet_load(AutoModelForCausalLM, d, progress)
+    with _hf_bars(progress):
+        model = AutoModelForCausalLM.from_pretrained(d)
     model.eval()
     model.name_or_path = str(d)
     return model, tok
 
 
-def _quiet_load(cls, path, progress: bool):
-    """``cls.from_pretrained(path)``, without transformers' weight-loading bar unless ``progress``."""
+@contextlib.contextmanager
+def _hf_bars(progress: bool):
+    """Silence transformers' own progress bars (weight loading, shard writing) unless ``progress``."""
     from transformers.utils import logging as hf_logging
 
     was = hf_logging.is_progress_bar_enabled()
     if not progress:
         hf_logging.disable_progress_bar()
     try:
-        return cls.from_pretrained(path)
+        yield
     finally:
         if was:
             hf_logging.enable_progress_bar()
