@@ -320,6 +320,7 @@ def plot_tradeoff(summary: pd.DataFrame, x: str = "forget_quality", y: str = "mo
     """The TOFU trade-off scatter: forget quality (KS-test p-value, log x axis) vs model utility,
     one point per model of a :func:`unlearnkit.summarize` table; a dashed line at ``threshold``
     (p = 0.05: indistinguishable from the retain model to the right of it)."""
+    import numpy as np
     import seaborn as sns
 
     from .tables import tradeoff_table
@@ -327,9 +328,13 @@ def plot_tradeoff(summary: pd.DataFrame, x: str = "forget_quality", y: str = "mo
     t = tradeoff_table(summary, x, y)
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     colors = sns.color_palette("tab10", n_colors=max(3, len(t)))
+    placed = []  # label positions so far: a label near an earlier one goes below its point instead
     for (_, r), c in zip(t.iterrows(), colors):
-        ax.scatter([max(r[x], 1e-300)], [r[y]], s=60, color=c, edgecolor="black", label=r["model"], zorder=3)
-        ax.annotate(r["model"], (max(r[x], 1e-300), r[y]), textcoords="offset points", xytext=(6, 4), fontsize=8)
+        px, py = max(r[x], 1e-300), r[y]
+        ax.scatter([px], [py], s=60, color=c, edgecolor="black", label=r["model"], zorder=3)
+        near = any(abs(np.log10(px) - np.log10(qx)) < 0.15 and abs(py - qy) < 0.04 for qx, qy in placed)
+        ax.annotate(r["model"], (px, py), textcoords="offset points", xytext=(6, -11 if near else 4), fontsize=8)
+        placed.append((px, py))
     ax.set_xscale("log")
     if threshold is not None:
         ax.axvline(threshold, ls="--", color="#555555", lw=1)
