@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from ..registry import Param, Registry, resolve_params
-from ..world.loaders import DataError
+from ..world.loaders import DataError, check_dataset
 
 METRICS: Registry[Metric] = Registry("metric")
 SUITES: dict[str, list[str]] = {}
@@ -330,8 +330,6 @@ def evaluate(model, tokenizer, data, metrics=None, *, reference=None, original=N
     splits = _as_splits(data)
     ctx = EvalContext(model, tokenizer, reference, options, original=original,
                       holdout=_holdout_of(data, splits, holdout), splits=splits)
-    from ..world.loaders import check_dataset
-
     for name, d in {**splits, **({"holdout": ctx.holdout} if ctx.holdout is not None else {})}.items():
         check_dataset(d, f"split {name!r}")
     todo = []
