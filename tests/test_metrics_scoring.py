@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from unlearnkit.metrics import generate, generate_from_ids, score_answers, score_pairs, score_texts
-from unlearnkit.metrics.scoring import _batches
+from unlearnkit.scoring import _batches
 
 
 def _lists(data):

@@ -12,8 +12,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from unlearnkit.losses import position_mask
+from unlearnkit.models.layers import decoder_layers, layer_output
 from unlearnkit.objectives import ObjectiveContext, get_objective, list_objectives, render_markdown
-from unlearnkit.objectives.base import decoder_layers, layer_output, position_mask, retain_requirements
+from unlearnkit.objectives.base import retain_requirements
 from unlearnkit.objectives.beliefs import soft_targets
 from unlearnkit.objectives.distill import undial_targets
 from unlearnkit.objectives.entropy import uniform_kl
@@ -165,7 +167,7 @@ def test_reference_page_is_current():
 
 
 def test_idk_bank_is_ours_and_large_enough():
-    from unlearnkit.objectives.idk import load_idk
+    from unlearnkit.idk import load_idk
 
     bank = load_idk()
     assert 55 <= len(bank) <= 80 and len(set(bank)) == len(bank)
@@ -475,8 +477,8 @@ def test_bs_s_cache_refresh_and_mixture(tiny, monkeypatch):
     and mixes (1-lam) L(D_u) + lam L(D^_u). Sampling is replaced by a counter (no model needed)."""
     from datasets import Dataset
 
+    from unlearnkit import scoring
     from unlearnkit.data import encode_pairs
-    from unlearnkit.metrics import scoring
 
     _, tok = tiny
     calls = []
@@ -504,7 +506,7 @@ def test_bs_s_cache_refresh_and_mixture(tiny, monkeypatch):
     samples = ctx.state["bs_s"]["cache"][10]["samples"]
     assert samples == ["sample 3 for q a?", "sample 3 for q a?"]
     # the loss is the documented mixture of two GA terms
-    from unlearnkit.objectives.base import nll
+    from unlearnkit.losses import nll
 
     s_enc = encode_pairs(tok, ["q a?"] * 2 + ["q b?"] * 2, samples + ctx.state["bs_s"]["cache"][11]["samples"])
     l_u = -nll(m(enc["input_ids"]).logits, enc["labels"])

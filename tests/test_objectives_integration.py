@@ -16,8 +16,8 @@ import pytest
 import torch
 
 from unlearnkit import unlearn
-from unlearnkit.metrics.scoring import generate, score_pairs
 from unlearnkit.objectives import AdapterReference, CachedReference
+from unlearnkit.scoring import generate, score_pairs
 
 ALL = ["ga", "graddiff", "kl", "npo", "simnpo", "dpo", "idk_dpo", "idk_nll", "rmu", "undial", "me", "me_gd",
        "idk_ap", "bs_t", "bs_s"]
@@ -152,7 +152,8 @@ def test_disabled_adapter_reference_equals_the_base_model_exactly(quick_world, t
         live_logits = trained(input_ids=part["input_ids"], attention_mask=part["attention_mask"]).logits
     assert torch.equal(ref.logprobs("forget", part), torch.log_softmax(base_logits.float(), -1))
     assert not torch.allclose(live_logits, base_logits, atol=1e-4)  # the adapter itself did move
-    from unlearnkit.objectives.base import layer_output, seq_logprob
+    from unlearnkit.losses import seq_logprob
+    from unlearnkit.models.layers import layer_output
 
     assert torch.equal(ref.seq_logprob("forget", part), seq_logprob(base_logits, part["labels"]))
     with torch.no_grad():
@@ -169,7 +170,8 @@ def test_cached_reference_matches_the_original_model(quick_world, tiny):
     cache = CachedReference.build(model, data, {("forget", "seq_logprob"), ("retain", "logprobs"), ("retain", "hidden:-1")},
                                   batch_size=4)
     from unlearnkit.data import select
-    from unlearnkit.objectives.base import layer_output, seq_logprob
+    from unlearnkit.losses import seq_logprob
+    from unlearnkit.models.layers import layer_output
 
     rows = torch.tensor([7, 2, 9])
     part = select(data["forget"], rows)
@@ -367,9 +369,9 @@ def test_bs_s_npo_reference_of_sampled_answers(quick_world, tiny, lora):
     import copy
 
     from unlearnkit.data import encode_pairs
+    from unlearnkit.losses import seq_logprob
     from unlearnkit.models import wrap_lora
     from unlearnkit.objectives import ObjectiveContext, get_objective
-    from unlearnkit.objectives.base import seq_logprob
 
     model, tok = tiny
     work = copy.deepcopy(model)

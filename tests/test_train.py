@@ -126,7 +126,7 @@ def test_keep_best_holds_the_best_probed_step(quick_world, tiny):
     target mass (measured on the quick world, GA lr 3e-4, 4 probe rows: step 5 of 0..20, gap 0.34 vs
     0.015 before and 0.017 at the end), and those
     weights reproduce that step's probes."""
-    from unlearnkit.train import keep_score, probe
+    from unlearnkit.probes import keep_score, probe
 
     model, tok = tiny
     res = unlearn(model, tok, quick_world.forget, quick_world.retain, method="ga", steps=20, lr=3e-4, probe_every=5,
@@ -142,7 +142,7 @@ def test_keep_best_holds_the_best_probed_step(quick_world, tiny):
 
 
 def test_keep_first_forgotten_stops_there(quick_world, tiny):
-    from unlearnkit.train import keep_score
+    from unlearnkit.probes import keep_score
 
     model, tok = tiny
     with warnings.catch_warnings():

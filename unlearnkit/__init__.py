@@ -14,7 +14,8 @@ __version__ = "0.1.0"
 from .metrics import evaluate, list_metrics, summarize
 from .models import load_model, retain_model, target_model, wrap_lora
 from .objectives import get_objective, list_objectives
-from .train import UnlearnResult, probe, token_probe, unlearn
+from .probes import probe, token_probe
+from .train import UnlearnResult, unlearn
 from .world import World, WorldConfig, load_tofu, make_world
 
 __all__ = ["__version__", "make_world", "World", "WorldConfig", "load_tofu", "target_model", "retain_model",

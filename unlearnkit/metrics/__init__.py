@@ -8,6 +8,7 @@ mia_min_k_plus_plus, mia_reference, mia_gradnorm, privleak), ``squeeze`` (squeez
 ``docs/metrics.md`` is generated from the registry by :mod:`unlearnkit.metrics.catalog`.
 """
 
+from ..scoring import generate, generate_from_ids, score_answers, score_pairs, score_texts
 from . import closer_look, collapse, mia, muse, robustness, squeezing, tofu  # noqa: F401  (registers)
 from .base import (
                    METRICS,
@@ -52,7 +53,6 @@ from .robustness import (
                    related_rows,
                    relearn_split,
 )
-from .scoring import generate, generate_from_ids, score_answers, score_pairs, score_texts
 from .squeezing import (
                    belief_answers,
                    squeeze_candidates,

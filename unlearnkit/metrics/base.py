@@ -220,7 +220,7 @@ class EvalContext:
             raise MissingInputError(f"metric {metric_name!r} needs {how}")
 
     def generations(self, split: str, data) -> list[str]:
-        from .scoring import generate
+        from ..scoring import generate
 
         key = ("gen", split)
         if key not in self.cache:
@@ -243,7 +243,7 @@ class EvalContext:
         together, several answers per question with the question's prefix computed once
         (``prefix_share`` option, default True).
         """
-        from .scoring import score_answers, score_pairs
+        from ..scoring import score_answers, score_pairs
 
         key = ("score", split, column)
         if key in self.cache:

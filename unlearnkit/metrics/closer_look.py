@@ -291,7 +291,7 @@ def fact_recall(ctx, split, data):
     value 1 if true. Babble that happens to contain the value ("Stonevale Stonevale Stonevale") is
     ``collapsed``, not recall (thresholds: the ``collapse`` metric's options). Option ``idk``
     (refusal bank: a list or file; default the kit's ``assets/idk.txt``)."""
-    from ..objectives.idk import load_idk
+    from ..idk import load_idk
     from .collapse import collapse_flags
 
     bank = load_idk(ctx.opt("idk"))

@@ -115,7 +115,7 @@ def mia_stats(ctx: EvalContext, key: str, data) -> dict:
     ck = ("mia", key)
     if ck in ctx.cache:
         return ctx.cache[ck]
-    from .scoring import score_pairs, score_texts
+    from ..scoring import score_pairs, score_texts
 
     bs = ctx.opt("batch_size")
     mbt = ctx.opt("max_batch_tokens")
@@ -289,7 +289,7 @@ def gradnorm_scores(ctx: EvalContext, key: str, data) -> np.ndarray:
     if ck in ctx.cache:
         return ctx.cache[ck]
     from ..data import encode_pairs
-    from .scoring import _device
+    from ..scoring import _device
 
     model, tok, p = ctx.model, ctx.tokenizer, _gradnorm_p(ctx)
     if is_text_data(data):

@@ -98,7 +98,7 @@ def verbmem_sequences(tokenizer, data, frac: float = 0.5, fmt=DEFAULT_FORMAT):
 def verbatim_memorization(ctx, split, data):
     """VerbMem per row (ROUGE-L F1 in [0, 1]). Options: ``verbmem_prefix_frac`` (0.5),
     ``verbmem_max_new_tokens`` (128)."""
-    from .scoring import generate_from_ids
+    from ..scoring import generate_from_ids
 
     tok = ctx.tokenizer
     prefixes, conts = verbmem_sequences(tok, data, float(ctx.opt("verbmem_prefix_frac")))
@@ -173,7 +173,7 @@ def knowmem_generations(ctx, split, data) -> list[str]:
         return ctx.generations(split, data)
     key = ("knowmem_gen", split)
     if key not in ctx.cache:
-        from .scoring import generate_from_ids
+        from ..scoring import generate_from_ids
 
         examples = load_icl_examples(icl)
         tok = ctx.tokenizer

@@ -96,7 +96,7 @@ def finetune_copy(model, tokenizer, questions, answers, *, steps: int = 10, lr: 
     (:func:`unlearnkit.objectives.base.nll`) on random batches of ``batch_size`` rows, gradient
     norm clipped at ``max_grad_norm``. Returns the copy in eval mode.
     """
-    from ..objectives.base import nll
+    from ..losses import nll
 
     work = copy.deepcopy(model)
     work.train()
@@ -194,7 +194,7 @@ def _ids(data):
 
 
 def _prob_and_rouge(model, tokenizer, questions, answers, ctx):
-    from .scoring import generate, score_pairs
+    from ..scoring import generate, score_pairs
 
     bs = ctx.opt("batch_size")
     p = score_pairs(model, tokenizer, questions, answers, batch_size=bs)["prob"]
@@ -278,7 +278,7 @@ def quantization(ctx, split, data):
 def paraphrase_probe(ctx, split, data):
     """Per row: ROUGE-L recall of the answer to the paraphrased question (``value``) and the
     length-normalized probability of the true answer given it (``prob``)."""
-    from .scoring import generate, score_pairs
+    from ..scoring import generate, score_pairs
 
     bs = ctx.opt("batch_size")
     pq = list(data["paraphrased_question"])
@@ -298,7 +298,7 @@ def paraphrase_probe(ctx, split, data):
         source="unlearnkit robustness probe (prefix / partial-answer attack)")
 def prefix_probe(ctx, split, data):
     """Options: ``prefix_fraction`` (0.5 of the words when the rows carry no ``value``)."""
-    from .scoring import generate_from_ids
+    from ..scoring import generate_from_ids
 
     tok = ctx.tokenizer
     frac = float(ctx.opt("prefix_fraction"))

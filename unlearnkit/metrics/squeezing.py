@@ -84,7 +84,7 @@ def belief_answers(model, tokenizer, questions, *, n_samples: int = 4, mode: str
                    batch_size: int = 64) -> list[list[tuple[str, str]]]:
     """The model's own answers per question: ``[(text, source), ...]`` with source ``greedy``,
     ``sample`` (``n_samples`` at ``temperature``) or ``beam`` (``n_samples`` beams). Not deduplicated."""
-    from .scoring import generate
+    from ..scoring import generate
 
     model = _model_of(model)
     questions = list(questions)
@@ -120,7 +120,7 @@ def squeeze_candidates(original, tokenizer, data, *, beliefs=None, n_samples: in
     (question, candidate): ``id, question, kind, source, text, n_tokens, logprob_before,
     mass_before`` (sequence probability). Reuse it across checkpoints: it is the "before" half.
     """
-    from .scoring import score_answers
+    from ..scoring import score_answers
 
     model = _model_of(original)
     qs = list(data["question"])
@@ -172,7 +172,7 @@ def squeeze_decomposition(original, unlearned, tokenizer, data, *, candidates: p
     ``rest`` row per question (``1 - Σ mass``, clipped at 0). Per question, ``mass_before`` and
     ``mass_after`` of the non-rest rows each sum to at most 1 (distinct, disjoint answers).
     """
-    from .scoring import score_answers
+    from ..scoring import score_answers
 
     if candidates is None:
         candidates = squeeze_candidates(original, tokenizer, data, batch_size=batch_size, **candidate_kw)

@@ -132,7 +132,7 @@ def _to(part, dev):
 def _refresh(model, batch, ctx):
     """Sample fresh answers for the batch's forget rows whose cache is missing or older than
     ``regen_every`` steps; returns how many rows were (re)sampled."""
-    from ..metrics.scoring import generate
+    from ..scoring import generate
 
     hp = ctx.hp
     if ctx.tokenizer is None or not ctx.raw.get("forget"):

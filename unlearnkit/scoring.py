@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..data import DEFAULT_FORMAT, encode_pairs, trim
+from .data import DEFAULT_FORMAT, encode_pairs, trim
 
 
 def _device(model):
