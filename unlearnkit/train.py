@@ -297,6 +297,8 @@ def unlearn(model, tokenizer, forget, retain=None, method: str = "ga", *, lora=N
             choose(step, pd.concat(now))
 
     record(0)
+    if obj.setup is not None:
+        obj.setup(accelerator.unwrap_model(work), ctx)
     steps = loop_hp["steps"]
     stopped, diverged = None, False
     bar = tqdm(total=steps, desc=f"unlearn[{obj.name}]", disable=not progress or not accelerator.is_main_process,
@@ -342,7 +344,15 @@ def unlearn(model, tokenizer, forget, retain=None, method: str = "ga", *, lora=N
         bar.set_postfix(loss=f"{logs[-1]['loss']:.3f}", refresh=False)
         if probe_every and (step % probe_every == 0 or step == steps):
             record(step)
+        if ctx.state.get("stop"):
+            stopped = str(ctx.state["stop"])
+            if probe_every and step % probe_every and step != steps:
+                record(step)
+            break
     bar.close()
+    if obj.finish is not None and not diverged:
+        with torch.no_grad():
+            obj.finish(accelerator.unwrap_model(work), ctx)
     if diverged:
         warnings.warn(f"unlearn[{obj.name}] stopped early: {stopped}", RuntimeWarning, stacklevel=2)
         record(step)

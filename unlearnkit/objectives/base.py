@@ -74,6 +74,13 @@ class Objective:
     params: dict[str, Param] = field(default_factory=dict)
     requires: Callable[[dict], Requirements] = lambda hp: Requirements()
     doc: str = ""
+    #: optional lifecycle hooks, for methods that are more than a loss (SGA, task arithmetic...):
+    #: ``setup(model, ctx)`` once before the first step (e.g. snapshot weights into ``ctx.state``);
+    #: ``finish(model, ctx)`` once after the last step, before the ``keep`` policy; it may change the
+    #: weights in place (under ``torch.no_grad``). ``model`` is the bare trainable model (unwrapped).
+    #: To stop training early, an objective sets ``ctx.state["stop"] = "<reason>"`` during a step.
+    setup: Callable | None = None
+    finish: Callable | None = None
 
     def resolve(self, **given) -> dict[str, Any]:
         """Defaults merged with ``given``; bad names or values raise naming objective and range."""
@@ -91,8 +98,9 @@ class Objective:
 
 
 def objective(name: str, *, family: str, formula: str, source: str, params: dict[str, Param] | None = None,
-              requires: Callable[[dict], Requirements] | Requirements | None = None):
-    """Decorator registering ``fn(model, batch, ctx)`` as objective ``name``."""
+              requires: Callable[[dict], Requirements] | Requirements | None = None,
+              setup: Callable | None = None, finish: Callable | None = None):
+    """Decorator registering ``fn(model, batch, ctx)`` as objective ``name`` (hooks: see :class:`Objective`)."""
 
     def deco(fn):
         req = requires
@@ -102,7 +110,8 @@ def objective(name: str, *, family: str, formula: str, source: str, params: dict
             req_fn = lambda hp, r=req: r  # noqa: E731
         else:
             req_fn = req
-        OBJECTIVES.add(name, Objective(name, fn, family, formula, source, dict(params or {}), req_fn, fn.__doc__ or ""))
+        OBJECTIVES.add(name, Objective(name, fn, family, formula, source, dict(params or {}), req_fn,
+                                       fn.__doc__ or "", setup, finish))
         return fn
 
     return deco
