@@ -347,9 +347,9 @@ def test_squeezing_metric_matches_functions(squeeze, quick_world, tiny):
 
 def test_docs_page_matches_registry():
     page = REPO / "docs" / "metrics.md"
-    assert page.exists(), "docs/metrics.md missing: run python -m unlearnkit.metrics docs/metrics.md"
+    assert page.exists(), "docs/metrics.md missing: run python -m unlearnkit.docs"
     assert page.read_text(encoding="utf-8") == metrics_markdown(), \
-        "docs/metrics.md is stale: run python -m unlearnkit.metrics docs/metrics.md"
+        "docs/metrics.md is stale: run python -m unlearnkit.docs"
     for name in REQUIRED:
         assert f"`{name}`" in page.read_text(encoding="utf-8")
 

@@ -154,9 +154,9 @@ def test_requirements_follow_hyperparameters():
 
 
 def test_reference_page_is_current():
-    """docs/objectives.md must equal what the registry generates (python -m unlearnkit.objectives)."""
+    """docs/objectives.md must equal what the registry generates (python -m unlearnkit.docs)."""
     committed = (REPO / "docs" / "objectives.md").read_text(encoding="utf-8")
-    assert committed == render_markdown(), "docs/objectives.md is stale: run python -m unlearnkit.objectives"
+    assert committed == render_markdown(), "docs/objectives.md is stale: run python -m unlearnkit.docs"
     from unlearnkit.objectives import reference_table
 
     t = reference_table()

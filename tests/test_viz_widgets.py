@@ -138,7 +138,7 @@ def test_entropy_explorer_follows_slider_and_objective(runs, quick_world):
 
 
 def test_misreport_table_flags_rouge_drops_that_keep_the_fact(runs, quick_world, tiny):
-    from unlearnkit.viz import misreport_table
+    from unlearnkit.metrics import misreport_table
 
     model, tok = tiny
     data = quick_world.forget.select(range(4))

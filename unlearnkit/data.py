@@ -37,6 +37,24 @@ class PromptFormat:
 DEFAULT_FORMAT = PromptFormat()
 
 
+def pad(seqs, value: int, *, left: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token lists as one ``(N, L)`` long tensor padded with ``value`` on the right (or the left),
+    ``L`` the longest list, and its attention mask ``(N, L)`` (1 on tokens, 0 on padding)."""
+    L = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), L), value, dtype=torch.long)
+    mask = torch.zeros((len(seqs), L), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        cols = slice(L - len(s), L) if left else slice(0, len(s))
+        ids[i, cols] = torch.as_tensor(list(s), dtype=torch.long)
+        mask[i, cols] = 1
+    return ids, mask
+
+
+def row_ids(data) -> list:
+    """The ``id`` column of ``data`` (a ``datasets.Dataset``), or row positions when it has none."""
+    return list(data["id"]) if "id" in data.column_names else list(range(len(data)))
+
+
 def _ids(tokenizer, text: str, special: bool) -> list[int]:
     return tokenizer(text, add_special_tokens=special)["input_ids"]
 
@@ -66,14 +84,9 @@ def encode_pairs(tokenizer, questions, answers, *, fmt: PromptFormat = DEFAULT_F
             s = s[:max_length]
         seqs.append(s)
         plens.append(min(len(p), len(s)))
-    L = max(len(s) for s in seqs)
-    n = len(seqs)
-    input_ids = torch.full((n, L), tokenizer.pad_token_id, dtype=torch.long)
-    attn = torch.zeros((n, L), dtype=torch.long)
-    labels = torch.full((n, L), IGNORE, dtype=torch.long)
+    input_ids, attn = pad(seqs, tokenizer.pad_token_id)
+    labels = torch.full_like(input_ids, IGNORE)
     for i, (s, pl) in enumerate(zip(seqs, plens)):
-        input_ids[i, : len(s)] = torch.tensor(s)
-        attn[i, : len(s)] = 1
         labels[i, pl: len(s)] = torch.tensor(s[pl:], dtype=torch.long)
     return {"input_ids": input_ids, "attention_mask": attn, "labels": labels,
             "prompt_len": torch.tensor(plens, dtype=torch.long)}
@@ -82,13 +95,7 @@ def encode_pairs(tokenizer, questions, answers, *, fmt: PromptFormat = DEFAULT_F
 def encode_prompts(tokenizer, questions, *, fmt: PromptFormat = DEFAULT_FORMAT) -> dict[str, torch.Tensor]:
     """Left-padded prompt tensors ``input_ids``/``attention_mask`` ``(N, L)`` for batched generation."""
     seqs = [_ids(tokenizer, fmt.prompt(q, tokenizer), special=True) for q in questions]
-    L = max(len(s) for s in seqs)
-    n = len(seqs)
-    input_ids = torch.full((n, L), tokenizer.pad_token_id, dtype=torch.long)
-    attn = torch.zeros((n, L), dtype=torch.long)
-    for i, s in enumerate(seqs):
-        input_ids[i, L - len(s):] = torch.tensor(s)
-        attn[i, L - len(s):] = 1
+    input_ids, attn = pad(seqs, tokenizer.pad_token_id, left=True)
     return {"input_ids": input_ids, "attention_mask": attn}
 
 

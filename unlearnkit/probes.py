@@ -13,7 +13,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .data import IGNORE, encode_pairs
+from .data import IGNORE, encode_pairs, row_ids
+from .models.layers import eval_mode
 from .scoring import generate, score_answers, score_pairs
 
 PROBE_QUANTITIES = ("target", "paraphrase", "perturbed", "belief", "initial_belief", "entropy")
@@ -38,7 +39,7 @@ def probe(model, tokenizer, data, *, split: str = "forget", step: int = 0, initi
     step 0 (scored again at every step, so one can see the model's own earlier belief lose or gain mass).
     """
     qs = list(data["question"])
-    ids = list(data["id"]) if "id" in data.column_names else list(range(len(qs)))
+    ids = row_ids(data)
     greedy = generate(model, tokenizer, qs, max_new_tokens=max_new_tokens)
     groups = {"target": [[a] for a in data["answer"]], "belief": [[g or "."] for g in greedy]}
     if "paraphrased_answer" in data.column_names:
@@ -80,13 +81,11 @@ def token_probe(model, tokenizer, data, *, split: str = "forget", step: int = 0,
     Columns: step, split, id, kind, position, rank, token_id, token, prob, entropy, is_target.
     """
     qs = list(data["question"])
-    ids = list(data["id"]) if "id" in data.column_names else list(range(len(qs)))
+    ids = row_ids(data)
     enc = encode_pairs(tokenizer, qs, data["answer"])
     dev = next(model.parameters()).device
-    was = model.training
-    model.eval()
-    logits = model(input_ids=enc["input_ids"].to(dev), attention_mask=enc["attention_mask"].to(dev)).logits.float()
-    model.train(was)
+    with eval_mode(model):
+        logits = model(input_ids=enc["input_ids"].to(dev), attention_mask=enc["attention_mask"].to(dev)).logits.float()
     probs = torch.softmax(logits[:, :-1], -1).cpu()
     labels = enc["labels"][:, 1:]
     rows = []
@@ -116,3 +115,87 @@ def token_probe(model, tokenizer, data, *, split: str = "forget", step: int = 0,
                              "prob": float(np.exp(sc["token_logprobs"][i][j])),
                              "entropy": float(sc["token_entropy"][i][j]), "is_target": False})
     return pd.DataFrame(rows)
+
+
+class ProbeRecorder:
+    """Probes a model along a run and applies the ``keep`` policy: the unlearning loop calls
+    :meth:`record` at step 0 and every ``every`` steps, then :meth:`restore` once at the end.
+
+    ``forget`` / ``retain``: the fixed probe sets (``retain=None``: forget probes only).
+    ``keep``: ``"last"`` (nothing to do), ``"best"`` (remember the trainable weights of the probed
+    step with the largest retain-minus-forget target mass), or ``"first_forgotten"`` (:meth:`record`
+    returns True at the first probed step whose mean forget target mass is <= ``forget_threshold``).
+    ``active=False`` (a process other than the main one) records nothing. Later objectives and
+    metrics extend the probes by subclassing and overriding :meth:`probe_split`.
+    """
+
+    def __init__(self, tokenizer, forget, retain=None, *, every: int = 1, max_new_tokens: int = 48,
+                 token_probes: bool = True, keep: str = "last", forget_threshold: float = 0.1, active: bool = True):
+        if keep != "last" and not every:
+            raise ValueError(f"keep={keep!r} chooses among probed steps, but probe_every=0 disables probes; "
+                             "set probe_every >= 1")
+        if keep == "best" and retain is None:
+            raise ValueError("keep='best' scores each probed step by retain minus forget target mass and needs "
+                             "retain probes: pass retain data (or retain_probe_data) and keep retain_probes=True")
+        self.tokenizer, self.sets = tokenizer, {"forget": forget, "retain": retain}
+        self.every, self.max_new_tokens, self.token_probes = every, max_new_tokens, token_probes
+        self.keep, self.forget_threshold, self.active = keep, forget_threshold, active
+        self.rows, self.token_rows, self.initial = [], [], {}
+        self.kept_step, self.kept_score, self.kept_weights = None, -np.inf, None
+
+    def due(self, step: int, last: int) -> bool:
+        """Whether step ``step`` (of ``last``) is a probed one."""
+        return bool(self.every) and (step % self.every == 0 or step == last)
+
+    def probe_split(self, model, split: str, data, step: int) -> pd.DataFrame:
+        """The probe rows of one split at ``step`` (token probes are kept aside for forget)."""
+        df = probe(model, self.tokenizer, data, split=split, step=step, initial_beliefs=self.initial.get(split),
+                   max_new_tokens=self.max_new_tokens)
+        if split not in self.initial:  # step 0: the greedy answers become the initial beliefs
+            self.initial[split] = list(df[df.quantity == "belief"].text)
+            df = pd.concat([df, df[df.quantity == "belief"].assign(quantity="initial_belief", text=None)])
+        if self.token_probes and split == "forget":
+            self.token_rows.append(token_probe(model, self.tokenizer, data, split=split, step=step,
+                                               greedy=list(df[df.quantity == "belief"].text)))
+        return df
+
+    def record(self, model, step: int) -> bool:
+        """Probe ``model`` (unwrapped) at ``step``; True when ``keep='first_forgotten'`` is reached."""
+        if not self.every or not self.active:
+            return False
+        now = [self.probe_split(model, split, d, step) for split, d in self.sets.items() if d is not None]
+        self.rows.extend(now)
+        model.train()
+        if self.keep == "last":
+            return False
+        score = keep_score(pd.concat(now), step)
+        if self.keep == "best" and score["gap"] > self.kept_score:
+            self.kept_step, self.kept_score = step, score["gap"]
+            self.kept_weights = {n: q.detach().clone() for n, q in model.named_parameters() if q.requires_grad}
+        if self.keep == "first_forgotten" and score["forget_target"] <= self.forget_threshold:
+            self.kept_step, self.kept_score = step, score["forget_target"]
+            return True
+        return False
+
+    @torch.no_grad()
+    def restore(self, model, step: int) -> int:
+        """Put the kept weights back into ``model`` (``keep='best'``); returns the step ``model`` holds."""
+        if self.keep != "best" or self.kept_weights is None or self.kept_step == step:
+            return step
+        for n, q in model.named_parameters():
+            if n in self.kept_weights:
+                q.copy_(self.kept_weights[n])
+        return self.kept_step
+
+    @property
+    def probes(self) -> pd.DataFrame:
+        return pd.concat(self.rows, ignore_index=True) if self.rows else pd.DataFrame()
+
+    @property
+    def tokens(self) -> pd.DataFrame:
+        return pd.concat(self.token_rows, ignore_index=True) if self.token_rows else pd.DataFrame()
+
+    def __repr__(self) -> str:
+        sizes = {k: len(v) for k, v in self.sets.items() if v is not None}
+        return (f"ProbeRecorder(sets={sizes}, every={self.every}, keep={self.keep!r}, "
+                f"steps recorded={len(self.rows) // max(len(sizes), 1)})")

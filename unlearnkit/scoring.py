@@ -23,7 +23,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .data import DEFAULT_FORMAT, encode_pairs, trim
+from .data import DEFAULT_FORMAT, IGNORE, encode_pairs, trim
+from .data import pad as pad_ids
+from .models.layers import eval_mode
 
 
 def _device(model):
@@ -126,24 +128,20 @@ def _finish(out: dict, entropy: bool, token_level: bool, token_stats: bool) -> d
 def _score_encoded(model, enc: dict, *, batch_size: int, entropy: bool, token_level: bool,
                    token_stats: bool, max_batch_tokens=None) -> dict:
     """Score right-padded ``enc`` (``input_ids``/``attention_mask``/``labels``) row by row in batches."""
-    was = model.training
-    model.eval()
     dev = _device(model)
     n = enc["input_ids"].shape[0]
     # sort by length so batches hold similar lengths (less padding), then restore order
     lengths = enc["attention_mask"].sum(1)
     order = torch.argsort(lengths, descending=True, stable=True)
     out = _empty_outputs(n, entropy, token_level, token_stats)
-    try:
+    with eval_mode(model):
         for s, e in _batches(lengths[order].tolist(), batch_size, _budget(model, max_batch_tokens)):
             idx = order[s:e]
             part = trim({k: v[idx] for k, v in enc.items()})
             logits = model(input_ids=part["input_ids"].to(dev), attention_mask=part["attention_mask"].to(dev)).logits
             labels = part["labels"].to(dev)[:, 1:]
             logp = torch.log_softmax(logits[:, :-1].float(), -1)
-            _fill(out, idx.numpy(), logp, labels, labels != -100, entropy, token_level, token_stats)
-    finally:
-        model.train(was)
+            _fill(out, idx.numpy(), logp, labels, labels != IGNORE, entropy, token_level, token_stats)
     return _finish(out, entropy, token_level, token_stats)
 
 
@@ -182,14 +180,9 @@ def score_texts(model, tokenizer, texts, *, batch_size: int = 64, max_length: in
             raise ValueError(f"row {i}: empty text")
         ids = tokenizer(t, add_special_tokens=True)["input_ids"]
         seqs.append(ids[:max_length] if max_length else ids)
-    L = max(len(s) for s in seqs)
-    n = len(seqs)
-    input_ids = torch.full((n, L), tokenizer.pad_token_id, dtype=torch.long)
-    attn = torch.zeros((n, L), dtype=torch.long)
-    labels = torch.full((n, L), -100, dtype=torch.long)
+    input_ids, attn = pad_ids(seqs, tokenizer.pad_token_id)
+    labels = torch.full_like(input_ids, IGNORE)
     for i, s in enumerate(seqs):
-        input_ids[i, :len(s)] = torch.tensor(s)
-        attn[i, :len(s)] = 1
         labels[i, 1:len(s)] = torch.tensor(s[1:], dtype=torch.long)
     enc = {"input_ids": input_ids, "attention_mask": attn, "labels": labels}
     return _score_encoded(model, enc, batch_size=batch_size, entropy=entropy, token_level=token_level,
@@ -215,8 +208,6 @@ def _score_shared(model, tokenizer, questions, answer_lists, *, batch_size: int,
     """
     if tokenizer.pad_token_id is None:
         raise ValueError("tokenizer has no pad token; set tokenizer.pad_token (load_model does this)")
-    was = model.training
-    model.eval()
     dev = _device(model)
     eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
     p_ids = [tokenizer(fmt.prompt(q, tokenizer), add_special_tokens=True)["input_ids"] for q in questions]
@@ -236,30 +227,20 @@ def _score_shared(model, tokenizer, questions, answer_lists, *, batch_size: int,
     pad = tokenizer.pad_token_id
     last_kw = _last_logits_kw(model)
     spans = _batches([longest[flat[k][0]] for k in order], batch_size, _budget(model, max_batch_tokens))
-    try:
+    with eval_mode(model):
         for s, e in spans:
             rows = order[s:e]
             qs = list(dict.fromkeys(flat[k][0] for k in rows))
             slot = {q: j for j, q in enumerate(qs)}
-            P = max(len(p_ids[q]) for q in qs)
-            pin = torch.full((len(qs), P), pad, dtype=torch.long)
-            pmask = torch.zeros((len(qs), P), dtype=torch.long)
-            for j, q in enumerate(qs):
-                pin[j, P - len(p_ids[q]):] = torch.tensor(p_ids[q])
-                pmask[j, P - len(p_ids[q]):] = 1
+            pin, pmask = pad_ids([p_ids[q] for q in qs], pad, left=True)
             pos = (pmask.cumsum(1) - 1).clamp_min(0)
             po = model(input_ids=pin.to(dev), attention_mask=pmask.to(dev), position_ids=pos.to(dev), use_cache=True,
                        **last_kw)
             owner = torch.tensor([slot[flat[k][0]] for k in rows], dtype=torch.long)
             first = po.logits[:, -1].float()[owner.to(dev)]  # (B, V): predicts each answer's first token
             cache = _select_cache(po.past_key_values, owner.to(dev))
-            A = max(len(flat[k][1]) for k in rows)
-            ain = torch.full((len(rows), A), pad, dtype=torch.long)
-            amask = torch.zeros((len(rows), A), dtype=torch.long)
-            for j, k in enumerate(rows):
-                ids = flat[k][1]
-                ain[j, :len(ids)] = torch.tensor(ids)
-                amask[j, :len(ids)] = 1
+            ain, amask = pad_ids([flat[k][1] for k in rows], pad)
+            A = ain.shape[1]
             plen = pmask.sum(1)[owner]
             apos = plen[:, None] + torch.arange(A)[None, :]
             full_mask = torch.cat([pmask[owner], amask], 1)
@@ -271,8 +252,6 @@ def _score_shared(model, tokenizer, questions, answer_lists, *, batch_size: int,
                 logits = first[:, None]
             logp = torch.log_softmax(logits, -1)
             _fill(out, np.array(rows), logp, ain.to(dev), amask.to(dev), entropy, token_level, token_stats)
-    finally:
-        model.train(was)
     res = _finish(out, entropy, token_level, token_stats)
     owner_all = np.array([i for i, _ in flat])
     return _split_by_owner(res, owner_all, len(questions))
@@ -327,8 +306,6 @@ def generate_from_ids(model, tokenizer, prompt_ids, *, max_new_tokens=48, batch_
     length). Returns stripped strings cut at EOS (``len(prompt_ids) * num_return_sequences``,
     grouped per prompt); with ``return_ids`` also the generated token id lists.
     """
-    was = model.training
-    model.eval()
     dev = _device(model)
     if seed is not None:
         torch.manual_seed(seed)
@@ -338,16 +315,12 @@ def generate_from_ids(model, tokenizer, prompt_ids, *, max_new_tokens=48, batch_
         raise ValueError(f"generate: {len(limits)} max_new_tokens values for {len(prompt_ids)} prompts")
     texts, ids_out = [], []
     pad = tokenizer.pad_token_id
-    try:
+    with eval_mode(model):
         for s in range(0, len(prompt_ids), batch_size):
             chunk = prompt_ids[s:s + batch_size]
             lim = limits[s:s + batch_size]
-            L = max(len(p) for p in chunk)
-            inp = torch.full((len(chunk), L), pad, dtype=torch.long)
-            attn = torch.zeros((len(chunk), L), dtype=torch.long)
-            for i, p in enumerate(chunk):
-                inp[i, L - len(p):] = torch.tensor(p)
-                attn[i, L - len(p):] = 1
+            inp, attn = pad_ids(chunk, pad, left=True)
+            L = inp.shape[1]
             kw = dict(do_sample=do_sample, max_new_tokens=max(1, max(lim)), pad_token_id=pad,
                       eos_token_id=tokenizer.eos_token_id, num_return_sequences=num_return_sequences)
             if do_sample:
@@ -363,8 +336,6 @@ def generate_from_ids(model, tokenizer, prompt_ids, *, max_new_tokens=48, batch_
                 row = [t for t in row if t != pad]
                 ids_out.append(row)
                 texts.append(tokenizer.decode(row, skip_special_tokens=True).strip())
-    finally:
-        model.train(was)
     return (texts, ids_out) if return_ids else texts
 
 

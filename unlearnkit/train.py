@@ -20,11 +20,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from tqdm.auto import tqdm
 
 from .data import encode_pairs, select
+from .idk import load_idk
 from .io import atomic_dir, atomic_write_json, manifest
+from .models.loading import wrap_lora
 from .objectives import AdapterReference, CachedReference, ObjectiveContext, get_objective
-from .probes import keep_score, probe, token_probe
+from .probes import ProbeRecorder
 from .registry import Param, resolve_params
 
 #: hyperparameters of the loop itself (the objective's come from its registry entry)
@@ -122,28 +127,7 @@ class UnlearnResult:
                 f"{kept}{stop})")
 
 
-# -- checkpoint policy ----------------------------------------------------------------------------
-
-def _check_keep(loop_hp: dict, has_retain_probes: bool):
-    keep = loop_hp["keep"]
-    if keep == "last":
-        return
-    if not loop_hp["probe_every"]:
-        raise ValueError(f"keep={keep!r} chooses among probed steps, but probe_every=0 disables probes; "
-                         "set probe_every >= 1")
-    if keep == "best" and not has_retain_probes:
-        raise ValueError("keep='best' scores each probed step by retain minus forget target mass and needs "
-                         "retain probes: pass retain data (or retain_probe_data) and keep retain_probes=True")
-
-
 # -- data -----------------------------------------------------------------------------------------
-
-def _encode_split(tokenizer, data, answer_column="answer", answers=None):
-    answers = list(data[answer_column]) if answers is None else answers
-    enc = encode_pairs(tokenizer, data["question"], answers)
-    enc["index"] = torch.arange(len(answers))
-    return enc
-
 
 def _check_data(name, data, required=("question", "answer")):
     if data is None:
@@ -156,18 +140,67 @@ def _check_data(name, data, required=("question", "answer")):
         raise ValueError(f"{name} data is empty")
 
 
+def _encode_split(tokenizer, data, answers=None):
+    answers = list(data["answer"]) if answers is None else answers
+    enc = encode_pairs(tokenizer, data["question"], answers)
+    enc["index"] = torch.arange(len(answers))
+    return enc
+
+
 def _idk_answers(n: int, bank: list[str], seed: int) -> list[str]:
     rng = np.random.default_rng(seed)
     return [bank[i] for i in rng.integers(0, len(bank), size=n)]
 
 
+def encode_parts(tokenizer, forget, retain, parts, *, idk=None, seed: int = 0,
+                 preferred_field: str = "perturbed_answer") -> dict[str, dict[str, torch.Tensor]]:
+    """Encode, once, every batch part an objective asks for (see ``objectives.base.PARTS``).
+
+    ``forget_idk`` / ``retain_idk`` pair each question with a refusal drawn (seeded) from the bank
+    ``idk``; ``forget_alt`` with the first entry of ``forget[preferred_field]``. Each part holds
+    ``input_ids``/``attention_mask``/``labels`` ``(N, L)`` and ``index`` ``(N,)``.
+    """
+    data = {"forget": _encode_split(tokenizer, forget)}
+    if "retain" in parts or "retain_idk" in parts:
+        data["retain"] = _encode_split(tokenizer, retain)
+    if "forget_idk" in parts or "retain_idk" in parts:
+        bank = load_idk(idk)
+        if "forget_idk" in parts:
+            data["forget_idk"] = _encode_split(tokenizer, forget, _idk_answers(len(forget), bank, seed))
+        if "retain_idk" in parts:
+            data["retain_idk"] = _encode_split(tokenizer, retain, _idk_answers(len(retain), bank, seed + 1))
+    if "forget_alt" in parts:  # a preferred alternative answer per forget row (plain DPO)
+        _check_data("forget", forget, ("question", preferred_field))
+        alts = [a[0] if isinstance(a, list) else a for a in forget[preferred_field]]
+        data["forget_alt"] = _encode_split(tokenizer, forget, alts)
+    return data
+
+
+def _resolve(method: str, hparams: dict, forget, retain):
+    """Validate everything before any work: the objective, both parameter sets, the data."""
+    obj = get_objective(method)
+    loop_hp = resolve_params("unlearn", LOOP_PARAMS, {k: v for k, v in hparams.items() if k in LOOP_PARAMS})
+    obj_hp = obj.resolve(**{k: v for k, v in hparams.items() if k not in LOOP_PARAMS})
+    req = obj.requirements(obj_hp)
+    _check_data("forget", forget)
+    if "retain" in req.parts or "retain_idk" in req.parts:
+        if retain is None:
+            raise ValueError(f"objective {method!r} needs retain data (alpha={obj_hp.get('alpha')}); pass retain=... "
+                             "or set alpha=0 where the objective allows it")
+        _check_data("retain", retain)
+    return obj, loop_hp, obj_hp, req
+
+
+def _probe_sets(forget, retain, probe_data, retain_probe_data, loop_hp):
+    size = loop_hp["probe_size"]
+    pf = probe_data if probe_data is not None else forget.select(range(min(size, len(forget))))
+    pr = retain_probe_data if loop_hp["retain_probes"] else None
+    if pr is None and retain is not None and loop_hp["retain_probes"]:
+        pr = retain.select(range(min(size, len(retain))))
+    return pf, pr
+
+
 # -- the loop -------------------------------------------------------------------------------------
-
-def _wrap_lora(model, lora):
-    from .models.loading import wrap_lora
-
-    return wrap_lora(model, lora)
-
 
 def unlearn(model, tokenizer, forget, retain=None, method: str = "ga", *, lora=None, idk=None,
             probe_data=None, retain_probe_data=None, progress: bool = True, output_dir=None, inplace: bool = False,
@@ -189,152 +222,64 @@ def unlearn(model, tokenizer, forget, retain=None, method: str = "ga", *, lora=N
     that writes results; a ``first_forgotten`` stop reaches every process through accelerate's
     trigger.
     """
-    from accelerate import Accelerator
-    from accelerate.utils import set_seed
-    from tqdm.auto import tqdm
-
-    obj = get_objective(method)
-    loop_hp = resolve_params("unlearn", LOOP_PARAMS, {k: v for k, v in hparams.items() if k in LOOP_PARAMS})
-    obj_hp = obj.resolve(**{k: v for k, v in hparams.items() if k not in LOOP_PARAMS})
-    req = obj.requirements(obj_hp)
-    _check_data("forget", forget)
-    if "retain" in req.parts or "retain_idk" in req.parts:
-        if retain is None:
-            raise ValueError(f"objective {method!r} needs retain data (alpha={obj_hp.get('alpha')}); pass retain=... "
-                             "or set alpha=0 where the objective allows it")
-        _check_data("retain", retain)
-    seed = loop_hp["seed"]
+    obj, hp, obj_hp, req = _resolve(method, hparams, forget, retain)
+    pf, pr = _probe_sets(forget, retain, probe_data, retain_probe_data, hp)
+    seed, steps = hp["seed"], hp["steps"]
     set_seed(seed)
-
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
-    # the user's model is never touched unless inplace: train a copy (under LoRA the adapter goes on the copy)
+    recorder = ProbeRecorder(tokenizer, pf, pr, every=hp["probe_every"], max_new_tokens=hp["max_new_tokens"],
+                             token_probes=hp["token_probes"], keep=hp["keep"], forget_threshold=hp["forget_threshold"],
+                             active=accelerator.is_main_process)
+
+    # setup: a copy of the model (unless inplace), the data encoded once, the reference without a copy
     work = model if inplace else copy.deepcopy(model)
     work.train()
     if lora:
-        work = _wrap_lora(work, lora)
-
-    # encode every split once
-    data = {"forget": _encode_split(tokenizer, forget)}
-    if "retain" in req.parts or "retain_idk" in req.parts:
-        data["retain"] = _encode_split(tokenizer, retain)
-    if "forget_idk" in req.parts or "retain_idk" in req.parts:
-        from .idk import load_idk
-
-        bank = load_idk(idk)
-        if "forget_idk" in req.parts:
-            data["forget_idk"] = _encode_split(tokenizer, forget, answers=_idk_answers(len(forget), bank, seed))
-        if "retain_idk" in req.parts:
-            data["retain_idk"] = _encode_split(tokenizer, retain, answers=_idk_answers(len(retain), bank, seed + 1))
-
-    if "forget_alt" in req.parts:  # a preferred alternative answer per forget row (plain DPO)
-        fld = obj_hp.get("preferred_field", "perturbed_answer")
-        _check_data("forget", forget, ("question", fld))
-        alts = [a[0] if isinstance(a, list) else a for a in forget[fld]]
-        data["forget_alt"] = _encode_split(tokenizer, forget, answers=alts)
-
-    # the reference model, without a copy
+        work = wrap_lora(work, lora)
+    data = encode_parts(tokenizer, forget, retain, req.parts, idk=idk, seed=seed,
+                        preferred_field=obj_hp.get("preferred_field", "perturbed_answer"))
     ref = None
     if req.ref:
-        if lora:
-            ref = AdapterReference(work)
-        else:
-            ref = CachedReference.build(work, data, req.ref)
-
+        ref = AdapterReference(work) if lora else CachedReference.build(work, data, req.ref)
     params = [p for p in work.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=loop_hp["lr"], weight_decay=loop_hp["weight_decay"])
-    warm = loop_hp["warmup_steps"]
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm) if warm else 1.0)
-    n_forget = len(forget)
-    loader = torch.utils.data.DataLoader(range(n_forget), batch_size=min(loop_hp["batch_size"], n_forget),
-                                         shuffle=True, generator=torch.Generator().manual_seed(seed), drop_last=False)
-    work, opt, loader, sched = accelerator.prepare(work, opt, loader, sched)
-    dev = accelerator.device
+    work, opt, loader, sched = accelerator.prepare(work, *_optimizer(params, len(forget), hp))
     g = torch.Generator().manual_seed(seed + 1 + accelerator.process_index)
     ctx = ObjectiveContext(hp=obj_hp, ref=ref, tokenizer=tokenizer, generator=g, data=data,
                            raw={"forget": forget, "retain": retain})
-
-    # probes
-    probe_every = loop_hp["probe_every"]
-    pf = probe_data if probe_data is not None else forget.select(range(min(loop_hp["probe_size"], n_forget)))
-    pr = retain_probe_data if loop_hp["retain_probes"] else None
-    if pr is None and retain is not None and loop_hp["retain_probes"]:
-        pr = retain.select(range(min(loop_hp["probe_size"], len(retain))))
-    probes, token_rows, logs, initial = [], [], [], {}
-    _check_keep(loop_hp, pr is not None)
-    kept = {"step": None, "score": -math.inf, "weights": None}
-
-    def choose(step, now: pd.DataFrame):
-        """Apply the ``keep`` policy to the probes ``now`` just recorded at ``step`` (main process)."""
-        sc = keep_score(now, step)
-        if loop_hp["keep"] == "best" and sc["gap"] > kept["score"]:
-            m = accelerator.unwrap_model(work)
-            kept.update(step=step, score=sc["gap"],
-                        weights={n: q.detach().clone() for n, q in m.named_parameters() if q.requires_grad})
-        if loop_hp["keep"] == "first_forgotten" and sc["forget_target"] <= loop_hp["forget_threshold"]:
-            kept.update(step=step, score=sc["forget_target"])
-            accelerator.set_trigger()
-
-    def record(step):
-        if not probe_every or not accelerator.is_main_process:
-            return
-        m = accelerator.unwrap_model(work)
-        now = []
-        for split, d in (("forget", pf), ("retain", pr)):
-            if d is None:
-                continue
-            df = probe(m, tokenizer, d, split=split, step=step, initial_beliefs=initial.get(split),
-                       max_new_tokens=loop_hp["max_new_tokens"])
-            if split not in initial:
-                initial[split] = list(df[df.quantity == "belief"].text)
-                df = pd.concat([df, df[df.quantity == "belief"].assign(quantity="initial_belief", text=None)])
-            probes.append(df)
-            now.append(df)
-            if loop_hp["token_probes"] and split == "forget":
-                token_rows.append(token_probe(m, tokenizer, d, split=split, step=step,
-                                              greedy=list(df[df.quantity == "belief"].text)))
-        m.train()
-        if loop_hp["keep"] != "last":
-            choose(step, pd.concat(now))
-
-    record(0)
+    bare = accelerator.unwrap_model(work)
+    if recorder.record(bare, 0):
+        accelerator.set_trigger()
     if obj.setup is not None:
-        obj.setup(accelerator.unwrap_model(work), ctx)
-    steps = loop_hp["steps"]
-    stopped, diverged = None, False
+        obj.setup(bare, ctx)
+
+    # the loop: one batch of forget rows (epochs in order) and random retain rows per step
+    logs, stopped, diverged, step = [], None, False, 0
     bar = tqdm(total=steps, desc=f"unlearn[{obj.name}]", disable=not progress or not accelerator.is_main_process,
                leave=False)
-    step = 0
-    it = iter(loader)
+    batches = _cycle(loader)
     while step < steps:
-        if loop_hp["keep"] == "first_forgotten" and accelerator.check_trigger():
-            stopped = (f"forgotten at step {step}: mean forget target mass {kept['score']:.4f} <= "
-                       f"forget_threshold={loop_hp['forget_threshold']} (keep='first_forgotten')")
+        if hp["keep"] == "first_forgotten" and accelerator.check_trigger():
+            stopped = (f"forgotten at step {step}: mean forget target mass {recorder.kept_score:.4f} <= "
+                       f"forget_threshold={hp['forget_threshold']} (keep='first_forgotten')")
             break
-        try:
-            idx = next(it)
-        except StopIteration:
-            it = iter(loader)
-            idx = next(it)
-        idx = torch.as_tensor(idx)
-        # retain rows are drawn at random each step; retain_idk is row-aligned with retain
-        r_idx = torch.randint(0, len(data["retain"]["index"]), (loop_hp["retain_batch_size"],), generator=g) \
+        idx = torch.as_tensor(next(batches)).cpu()
+        r_idx = torch.randint(0, len(data["retain"]["index"]), (hp["retain_batch_size"],), generator=g) \
             if "retain" in data else None
-        batch = {name: {k: v.to(dev) for k, v in select(data[name], idx.cpu() if name.startswith("forget") else r_idx).items()}
-                 for name in req.parts}
+        batch = {name: {k: v.to(accelerator.device) for k, v in select(data[name], idx if name.startswith("forget")
+                                                                        else r_idx).items()} for name in req.parts}
         ctx.step = step
         loss, parts = obj(work, batch, ctx)
         if not torch.isfinite(loss):
-            stopped = f"loss became {loss.item()} at step {step}; the model keeps the weights of step {step}"
-            diverged = True
+            stopped, diverged = f"loss became {loss.item()} at step {step}; the model keeps the weights of step {step}", True
             break
         accelerator.backward(loss)
-        gn = accelerator.clip_grad_norm_(params, loop_hp["max_grad_norm"]) if loop_hp["max_grad_norm"] > 0 else None
-        gn = float(gn) if gn is not None else math.nan
-        if loop_hp["max_grad_norm"] > 0 and not math.isfinite(gn):
-            opt.zero_grad(set_to_none=True)
-            stopped = f"gradient norm became {gn} at step {step}; update skipped"
-            diverged = True
-            break
+        gn = math.nan
+        if hp["max_grad_norm"] > 0:
+            gn = float(accelerator.clip_grad_norm_(params, hp["max_grad_norm"]))
+            if not math.isfinite(gn):
+                opt.zero_grad(set_to_none=True)
+                stopped, diverged = f"gradient norm became {gn} at step {step}; update skipped", True
+                break
         opt.step()
         sched.step()
         opt.zero_grad(set_to_none=True)
@@ -342,42 +287,49 @@ def unlearn(model, tokenizer, forget, retain=None, method: str = "ga", *, lora=N
         logs.append({"step": step, "loss": float(loss.detach()), "grad_norm": gn, "lr": sched.get_last_lr()[0], **parts})
         bar.update(1)
         bar.set_postfix(loss=f"{logs[-1]['loss']:.3f}", refresh=False)
-        if probe_every and (step % probe_every == 0 or step == steps):
-            record(step)
+        if (recorder.due(step, steps) or ctx.state.get("stop")) and recorder.record(bare, step):
+            accelerator.set_trigger()
         if ctx.state.get("stop"):
             stopped = str(ctx.state["stop"])
-            if probe_every and step % probe_every and step != steps:
-                record(step)
             break
     bar.close()
-    if obj.finish is not None and not diverged:
-        with torch.no_grad():
-            obj.finish(accelerator.unwrap_model(work), ctx)
+
+    # wrap up: the objective's own finish, divergence, the keep policy, the result
     if diverged:
         warnings.warn(f"unlearn[{obj.name}] stopped early: {stopped}", RuntimeWarning, stacklevel=2)
-        record(step)
-    if loop_hp["keep"] == "first_forgotten" and kept["step"] is None and accelerator.is_main_process:
-        warnings.warn(f"unlearn[{obj.name}]: keep='first_forgotten' but the mean forget target mass never fell to "
-                      f"forget_threshold={loop_hp['forget_threshold']}; the model holds the last step", UserWarning,
-                      stacklevel=2)
-    final = accelerator.unwrap_model(work)
-    kept_step = step
-    if loop_hp["keep"] == "best" and kept["weights"] is not None and kept["step"] != step:
+        recorder.record(bare, step)
+    elif obj.finish is not None:
         with torch.no_grad():
-            for n, q in final.named_parameters():
-                if n in kept["weights"]:
-                    q.copy_(kept["weights"][n])
-        kept_step = kept["step"]
-    final.eval()
-    final.name_or_path = f"{obj.name}({getattr(model, 'name_or_path', None) or type(model).__name__})"
+            obj.finish(bare, ctx)
+    if hp["keep"] == "first_forgotten" and recorder.kept_step is None and accelerator.is_main_process:
+        warnings.warn(f"unlearn[{obj.name}]: keep='first_forgotten' but the mean forget target mass never fell to "
+                      f"forget_threshold={hp['forget_threshold']}; the model holds the last step", UserWarning,
+                      stacklevel=2)
+    kept_step = recorder.restore(bare, step)
+    bare.eval()
+    bare.name_or_path = f"{obj.name}({getattr(model, 'name_or_path', None) or type(model).__name__})"
     result = UnlearnResult(
-        model=final, tokenizer=tokenizer, method=obj.name, hparams={**loop_hp, **obj_hp},
-        probes=pd.concat(probes, ignore_index=True) if probes else pd.DataFrame(),
-        log=pd.DataFrame(logs), stopped=stopped, kept_step=kept_step,
-        token_probes=pd.concat(token_rows, ignore_index=True) if token_rows else pd.DataFrame(),
-        manifest=manifest(seed=seed, method=obj.name, lora=bool(lora), n_forget=n_forget,
+        model=bare, tokenizer=tokenizer, method=obj.name, hparams={**hp, **obj_hp}, probes=recorder.probes,
+        log=pd.DataFrame(logs), stopped=stopped, kept_step=kept_step, token_probes=recorder.tokens,
+        manifest=manifest(seed=seed, method=obj.name, lora=bool(lora), n_forget=len(forget),
                           n_retain=len(retain) if retain is not None else 0,
                           base_model=getattr(model, "name_or_path", None)))
     if output_dir is not None:
         result.save(output_dir)
     return result
+
+
+def _optimizer(params, n_forget: int, hp: dict):
+    """AdamW with linear warm-up, and a seeded shuffling loader of forget row indices."""
+    opt = torch.optim.AdamW(params, lr=hp["lr"], weight_decay=hp["weight_decay"])
+    warm = hp["warmup_steps"]
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm) if warm else 1.0)
+    loader = torch.utils.data.DataLoader(range(n_forget), batch_size=min(hp["batch_size"], n_forget), shuffle=True,
+                                         generator=torch.Generator().manual_seed(hp["seed"]), drop_last=False)
+    return opt, loader, sched
+
+
+def _cycle(loader):
+    """Batches of ``loader`` epoch after epoch (each epoch reshuffled by the loader's generator)."""
+    while True:
+        yield from loader

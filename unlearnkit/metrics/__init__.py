@@ -26,7 +26,7 @@ from .base import (
                    resolve_metrics,
                    summarize,
 )
-from .catalog import metrics_markdown, metrics_table, write_metrics_doc
+from .catalog import metrics_markdown, metrics_table
 from .closer_look import (
                    classify_answer,
                    cosine_scores,
@@ -55,6 +55,7 @@ from .robustness import (
 )
 from .squeezing import (
                    belief_answers,
+                   misreport_table,
                    squeeze_candidates,
                    squeeze_decomposition,
                    squeeze_summary,
@@ -71,4 +72,4 @@ __all__ = ["METRICS", "NEEDS", "OPTIONS", "option", "SUITES", "EvalContext", "Me
            "reference_score", "mia_auc", "grad_norm_score", "gradnorm_scores", "privleak_value", "rouge_l_f1", "fake_quantize", "quantize_copy",
            "finetune_copy", "relearn_split", "related_rows", "answer_prefix", "belief_answers", "squeeze_candidates",
            "squeeze_decomposition", "squeeze_summary", "token_squeeze", "token_squeeze_summary",
-           "metrics_table", "metrics_markdown", "write_metrics_doc"]
+           "metrics_table", "misreport_table", "metrics_markdown"]

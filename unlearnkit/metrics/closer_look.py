@@ -34,6 +34,8 @@ from collections import Counter
 import numpy as np
 import pandas as pd
 
+from ..data import row_ids
+from ..idk import load_idk
 from .base import metric, option
 from .tofu import rouge_recall
 
@@ -62,6 +64,40 @@ def token_entropy_value(tokens) -> float:
     f = np.array(list(Counter(tokens).values()), dtype=float) / n
     h = float(-(f * np.log2(f)).sum())
     return h / math.log2(n)
+
+
+# the collapse rule (the `collapse` metric in collapse.py; fact_recall labels collapsed answers too)
+
+def repetition_rate(tokens, n: int = 2) -> float:
+    """Share of repeated n-grams: ``1 - |distinct n-grams| / |n-grams|`` (0 when there are none).
+
+    >>> repetition_rate(["born", "born", "born", "born"])  # 3 bigrams, 1 distinct
+    0.6666666666666667
+    """
+    grams = [tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)]
+    return 1 - len(set(grams)) / len(grams) if grams else 0.0
+
+
+def is_collapsed(tokens, repetition: float = 0.5, entropy: float = 0.6, min_tokens: int = 4) -> bool:
+    """The rule above, on a list of tokens."""
+    if not tokens:
+        return True
+    if repetition_rate(tokens) > repetition:
+        return True
+    return len(tokens) >= min_tokens and token_entropy_value(tokens) < entropy
+
+
+option("collapse_repetition", 0.5, "collapse: repeated-bigram rate above which an answer is collapsed", low=0.0,
+       high=1.0)
+option("collapse_entropy", 0.6, "collapse: token entropy (0-1) below which an answer of collapse_min_tokens or more "
+       "tokens is collapsed", low=0.0, high=1.0)
+option("collapse_min_tokens", 4, "collapse: shortest answer (tokens) the entropy rule applies to", low=1)
+
+
+def collapse_flags(ctx, split, data) -> list[bool]:
+    """Per greedy answer of ``split``: collapsed or not, with the thresholds from ``ctx`` options."""
+    rep, ent, n = ctx.opt("collapse_repetition"), ctx.opt("collapse_entropy"), ctx.opt("collapse_min_tokens")
+    return [is_collapsed(t, rep, ent, n) for t in ctx.generation_tokens(split, data)]
 
 
 def cosine_scores(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -230,10 +266,6 @@ def _device_name(model) -> str:
         return "cpu"
 
 
-def _row_ids(data) -> list:
-    return list(data["id"]) if "id" in data.column_names else list(range(len(data)))
-
-
 def _ground_truth(data) -> list[str]:
     return list(data["original_answer"]) if "original_answer" in data.column_names else list(data["answer"])
 
@@ -244,7 +276,7 @@ def _ground_truth(data) -> list[str]:
 def token_entropy(ctx, split, data):
     """Token entropy of each greedy answer (unitless, in [0, 1])."""
     gens, toks = ctx.generations(split, data), ctx.generation_tokens(split, data)
-    return pd.DataFrame({"id": _row_ids(data), "value": [token_entropy_value(t) for t in toks],
+    return pd.DataFrame({"id": row_ids(data), "value": [token_entropy_value(t) for t in toks],
                          "n_tokens": [len(t) for t in toks], "generation": gens})
 
 
@@ -258,7 +290,7 @@ def cosine_similarity(ctx, split, data):
     gts = _ground_truth(data)
     emb = load_embedder(ctx.opt("embedding_model"), _device_name(ctx.model))
     e = emb.encode(gens + gts, batch_size=ctx.opt("batch_size"), convert_to_numpy=True, show_progress_bar=False)
-    return pd.DataFrame({"id": _row_ids(data), "value": cosine_scores(e[:len(gens)], e[len(gens):]), "generation": gens})
+    return pd.DataFrame({"id": row_ids(data), "value": cosine_scores(e[:len(gens)], e[len(gens):]), "generation": gens})
 
 
 @metric("entailment_score", suites=("closer_look",), needs=("nli_model",),
@@ -278,7 +310,7 @@ def entailment_score(ctx, split, data):
     rr = rouge_recall(gts, gens)
     vals, labs = entailment_values(labels, rr, ctx.opt("entailment_rouge_threshold"))
     premise = "generation" if generation_is_premise(split, ctx.opt("entailment_order")) else "ground_truth"
-    return pd.DataFrame({"id": _row_ids(data), "value": vals, "label": labs, "rouge_recall": rr, "generation": gens,
+    return pd.DataFrame({"id": row_ids(data), "value": vals, "label": labs, "rouge_recall": rr, "generation": gens,
                          "premise": premise})
 
 
@@ -291,14 +323,11 @@ def fact_recall(ctx, split, data):
     value 1 if true. Babble that happens to contain the value ("Stonevale Stonevale Stonevale") is
     ``collapsed``, not recall (thresholds: the ``collapse`` metric's options). Option ``idk``
     (refusal bank: a list or file; default the kit's ``assets/idk.txt``)."""
-    from ..idk import load_idk
-    from .collapse import collapse_flags
-
     bank = load_idk(ctx.opt("idk"))
     gens = ctx.generations(split, data)
     labels = []
     for g, a, v, pert, bad in zip(gens, data["answer"], data["value"], data["perturbed_answer"],
                                   collapse_flags(ctx, split, data)):
         labels.append("collapsed" if bad else classify_answer(g, str(v), wrong_values(a, str(v), pert), bank))
-    return pd.DataFrame({"id": _row_ids(data), "value": [1.0 if lab == "true" else 0.0 for lab in labels],
+    return pd.DataFrame({"id": row_ids(data), "value": [1.0 if lab == "true" else 0.0 for lab in labels],
                          "label": labels, "generation": gens})

@@ -36,6 +36,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..data import IGNORE, row_ids
+from ..models.layers import eval_mode
 from ..world.loaders import DataError
 from .base import EvalContext, MissingInputError, get_metric, metric, option
 
@@ -135,7 +137,7 @@ def mia_stats(ctx: EvalContext, key: str, data) -> dict:
 
     out = {"avg_loss": s["mean_nll"], "tokens": [cut(v) for v in s["token_logprobs"]],
            "mu": [cut(v) for v in s["token_mu"]], "sigma": [cut(v) for v in s["token_sigma"]], "text": texts,
-           "id": list(data["id"]) if "id" in data.column_names else list(range(len(texts)))}
+           "id": row_ids(data)}
     ctx.cache[ck] = out
     return out
 
@@ -171,13 +173,10 @@ def _member_and_holdout(ctx: EvalContext, splits: dict, name: str):
 
 
 def _table(member: str, mdata, mscores, hdata, hscores, extra: dict | None = None) -> pd.DataFrame:
-    def ids(d):
-        return list(d["id"]) if "id" in d.column_names else list(range(len(d)))
-
     auc = mia_auc(mscores, hscores)
     rows = pd.concat([
-        pd.DataFrame({"split": member, "id": ids(mdata), "value": mscores, "member": True}),
-        pd.DataFrame({"split": "holdout", "id": ids(hdata), "value": hscores, "member": False}),
+        pd.DataFrame({"split": member, "id": row_ids(mdata), "value": mscores, "member": True}),
+        pd.DataFrame({"split": "holdout", "id": row_ids(hdata), "value": hscores, "member": False}),
         pd.DataFrame([{"split": f"{member}_vs_holdout", "id": -1, "value": auc, "member": None, **(extra or {})}]),
     ], ignore_index=True)
     return rows
@@ -220,7 +219,7 @@ def _reference_losses(ctx: EvalContext, key: str, data) -> np.ndarray:
     if isinstance(ref, pd.DataFrame):
         rows = ref[(ref.metric == "mia_loss") & (ref.split == key)]
         lookup = dict(zip(rows.id, rows.value))
-        ids = list(data["id"]) if "id" in data.column_names else list(range(len(data)))
+        ids = row_ids(data)
         missing = [i for i in ids if i not in lookup]
         if missing:
             raise MissingInputError(f"metric 'mia_reference': the reference table has no 'mia_loss' rows of split "
@@ -308,28 +307,26 @@ def gradnorm_scores(ctx: EvalContext, key: str, data) -> np.ndarray:
             q.requires_grad_(True)
         params = enabled
     saved = [q.grad for q in params]
-    was = model.training
-    model.eval()
     dev = _device(model)
     scores = []
     try:
-        for enc in encs:
-            for q in params:
-                q.grad = None
-            with torch.enable_grad():
-                out = model(input_ids=enc["input_ids"].to(dev), attention_mask=enc["attention_mask"].to(dev))
-                logits = out.logits[:, :-1].float()
-                labels = enc["labels"][:, 1:].to(dev)
-                loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1),
-                                                         ignore_index=-100)
-                loss.backward()
-            scores.append(grad_norm_score([q.grad for q in params if q.grad is not None], p))
+        with eval_mode(model):
+            for enc in encs:
+                for q in params:
+                    q.grad = None
+                with torch.enable_grad():
+                    out = model(input_ids=enc["input_ids"].to(dev), attention_mask=enc["attention_mask"].to(dev))
+                    logits = out.logits[:, :-1].float()
+                    labels = enc["labels"][:, 1:].to(dev)
+                    loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1),
+                                                             ignore_index=IGNORE)
+                    loss.backward()
+                scores.append(grad_norm_score([q.grad for q in params if q.grad is not None], p))
     finally:
         for q, g in zip(params, saved):
             q.grad = g
         for q in enabled:
             q.requires_grad_(False)
-        model.train(was)
     ctx.cache[ck] = np.asarray(scores)
     return ctx.cache[ck]
 

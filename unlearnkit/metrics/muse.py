@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..data import DEFAULT_FORMAT
+from ..data import DEFAULT_FORMAT, row_ids
 from ..world.loaders import DataError
 from .base import metric, option
 from .mia import _member_and_holdout, _reference_context, attack_scores, is_text_data, mia_auc
@@ -107,7 +107,7 @@ def verbatim_memorization(ctx, split, data):
     truth = [tok.decode(c, skip_special_tokens=True).strip() for c in conts]
     gens = generate_from_ids(ctx.model, tok, prefixes, max_new_tokens=[len(c) for c in conts],
                              batch_size=ctx.opt("batch_size"))
-    ids = list(data["id"]) if "id" in data.column_names else list(range(len(gens)))
+    ids = row_ids(data)
     return pd.DataFrame({"id": ids, "value": rouge_l_f1(truth, gens), "prefix": [tok.decode(p) for p in prefixes],
                          "continuation": truth, "generation": gens})
 
@@ -193,7 +193,7 @@ def knowledge_memorization(ctx, split, data):
     """KnowMem per row (ROUGE-L F1 in [0, 1]). Options: ``knowmem_icl`` (few-shot examples: a JSON
     path or a list; default none: the plain prompt), ``knowmem_max_new_tokens`` (32, few-shot only)."""
     gens = knowmem_generations(ctx, split, data)
-    ids = list(data["id"]) if "id" in data.column_names else list(range(len(gens)))
+    ids = row_ids(data)
     return pd.DataFrame({"id": ids, "value": rouge_l_f1(data["answer"], gens), "generation": gens})
 
 

@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..data import DEFAULT_FORMAT, encode_pairs, select
+from ..data import DEFAULT_FORMAT, encode_pairs, row_ids, select
 from ..world.loaders import DataError
 from .base import metric, option
 from .tofu import rouge_recall
@@ -189,8 +189,6 @@ option("prefix_fraction", 0.5, "prefix_probe: fraction of the answer's words giv
        low=0.0, high=1.0, low_open=True, high_open=True)
 
 
-def _ids(data):
-    return list(data["id"]) if "id" in data.column_names else list(range(len(data)))
 
 
 def _prob_and_rouge(model, tokenizer, questions, answers, ctx):
@@ -243,7 +241,7 @@ def relearning(ctx, split, data):
     qs = [data["question"][i] for i in ev_idx]
     after_p, after_r, after_g = _prob_and_rouge(tuned, tok, qs, ev_answers, ctx)
     del tuned
-    ids = _ids(data)
+    ids = row_ids(data)
     return pd.DataFrame({"id": [ids[i] for i in ev_idx], "value": after_p, "prob_before": before_p,
                          "gain": after_p - before_p, "rouge_before": before_r, "rouge_after": after_r,
                          "generation_after": after_g, "relearn_on": on if on == "forget" else f"retain ({how})",
@@ -267,7 +265,7 @@ def quantization(ctx, split, data):
     gens = ctx.generations(split, data)
     before_r = rouge_recall(data["answer"], gens)
     after_p, after_r, after_g = _prob_and_rouge(qm, ctx.tokenizer, data["question"], data["answer"], ctx)
-    return pd.DataFrame({"id": _ids(data), "value": after_p, "prob_before": before_p, "gain": after_p - before_p,
+    return pd.DataFrame({"id": row_ids(data), "value": after_p, "prob_before": before_p, "gain": after_p - before_p,
                          "rouge_before": before_r, "rouge_after": after_r, "generation_after": after_g, "bits": bits})
 
 
@@ -288,7 +286,7 @@ def paraphrase_probe(ctx, split, data):
                                   batch_size=bs)
     gens = ctx.cache[key]
     prob = score_pairs(ctx.model, ctx.tokenizer, pq, data["answer"], batch_size=bs)["prob"]
-    return pd.DataFrame({"id": _ids(data), "value": rouge_recall(data["answer"], gens), "prob": prob,
+    return pd.DataFrame({"id": row_ids(data), "value": rouge_recall(data["answer"], gens), "prob": prob,
                          "generation": gens})
 
 
@@ -314,7 +312,7 @@ def prefix_probe(ctx, split, data):
         prompts.append(ids)
     gens = generate_from_ids(ctx.model, tok, prompts, max_new_tokens=ctx.opt("max_new_tokens"),
                              batch_size=ctx.opt("batch_size"))
-    out = pd.DataFrame({"id": _ids(data), "value": rouge_recall(rests, gens), "prefix": prefixes, "rest": rests,
+    out = pd.DataFrame({"id": row_ids(data), "value": rouge_recall(rests, gens), "prefix": prefixes, "rest": rests,
                         "generation": gens})
     if "value" in data.column_names:
         out["value_stated"] = [_states(g, str(v)) for g, v in zip(gens, values)]

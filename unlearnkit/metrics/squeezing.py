@@ -51,8 +51,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..data import DEFAULT_FORMAT, encode_pairs
-from .base import metric, option
+from ..data import DEFAULT_FORMAT, encode_pairs, row_ids
+from ..models.layers import eval_mode
+from .base import evaluate, metric, option
 
 KINDS = ("target", "paraphrase", "perturbed", "belief")
 
@@ -75,8 +76,6 @@ def _as_list(v) -> list[str]:
     return [x for x in v if isinstance(x, str)]
 
 
-def _ids(data) -> list:
-    return list(data["id"]) if "id" in data.column_names else list(range(len(data)))
 
 
 def belief_answers(model, tokenizer, questions, *, n_samples: int = 4, mode: str = "sample",
@@ -129,7 +128,7 @@ def squeeze_candidates(original, tokenizer, data, *, beliefs=None, n_samples: in
         beliefs = belief_answers(model, tokenizer, qs, n_samples=n_samples, mode=belief_mode,
                                  max_new_tokens=max_new_tokens, temperature=temperature, seed=seed,
                                  batch_size=batch_size)
-    ids = _ids(data)
+    ids = row_ids(data)
     rows, lists = [], []
     for i, q in enumerate(qs):
         groups = [("target", "answer", _as_list(data["answer"][i]))]
@@ -228,10 +227,8 @@ def squeeze_summary(decomposition: pd.DataFrame) -> pd.DataFrame:
 @torch.no_grad()
 def _next_token_probs(model, enc, dev, batch_size: int) -> list[torch.Tensor]:
     """Softmax next-token distributions at each answer position: per row ``(T, V)``."""
-    was = model.training
-    model.eval()
     out = []
-    try:
+    with eval_mode(model):
         for s in range(0, enc["input_ids"].shape[0], batch_size):
             part = {k: v[s:s + batch_size] for k, v in enc.items()}
             logits = model(input_ids=part["input_ids"].to(dev), attention_mask=part["attention_mask"].to(dev)).logits
@@ -239,8 +236,6 @@ def _next_token_probs(model, enc, dev, batch_size: int) -> list[torch.Tensor]:
             mask = part["labels"][:, 1:] != -100
             for j in range(probs.shape[0]):
                 out.append(probs[j][mask[j].to(dev)].cpu())
-    finally:
-        model.train(was)
     return out
 
 
@@ -257,7 +252,7 @@ def token_squeeze(original, unlearned, tokenizer, data, *, candidates: pd.DataFr
     if candidates is None:
         candidates = squeeze_candidates(original, tokenizer, data, batch_size=batch_size, **candidate_kw)
     qs, ans = list(data["question"]), list(data["answer"])
-    ids = _ids(data)
+    ids = row_ids(data)
     enc = encode_pairs(tokenizer, qs, ans)
     m0, m1 = _model_of(original), _model_of(unlearned)
     before = _next_token_probs(m0, enc, next(m0.parameters()).device, batch_size)
@@ -332,3 +327,38 @@ def squeezing(ctx, split, data):
     summ = squeeze_summary(dec)
     return summ.rename(columns={"squeezed": "value"})[["id", "value", *[c for c in summ.columns
                                                                       if c not in ("id", "squeezed")]]]
+
+
+def misreport_table(model, tokenizer, data, *, before=None, max_new_tokens: int = 48) -> pd.DataFrame:
+    """Per question: the greedy answer of ``model``, its ROUGE-L recall against the original
+    answer, and whether it still states the fact (``fact_recall``: the true ``value``, a wrong
+    one, a refusal or none), computed with the kit's metrics. ``before``: the model before
+    unlearning, to add its answer and ROUGE (columns suffixed ``_before``).
+
+    ``misreported`` marks rows where ROUGE says "mostly gone" (recall < 0.5, below what the model
+    scored before if ``before`` is given) while the answer still states the true value.
+    """
+    def one(m):
+        ev = evaluate(m, tokenizer, {"forget": data}, ["rouge", "fact_recall"], progress=False,
+                      max_new_tokens=max_new_tokens)
+        r = ev[ev.metric == "rouge"].set_index("id")
+        f = ev[ev.metric == "fact_recall"].set_index("id")
+        return pd.DataFrame({"answer": r["generation"] if "generation" in r else f["generation"],
+                             "rouge": r["value"], "states": f["label"]})
+
+    rows = dict(zip(row_ids(data), data))
+    now = one(model)
+    out = pd.DataFrame({"id": now.index, "question": [rows[i]["question"] for i in now.index],
+                        "value": [rows[i].get("value") for i in now.index]})
+    if before is not None:
+        b = one(before)
+        out["answer_before"] = b.loc[now.index, "answer"].to_numpy()
+        out["rouge_before"] = b.loc[now.index, "rouge"].to_numpy()
+    out["answer"] = now["answer"].to_numpy()
+    out["rouge"] = now["rouge"].to_numpy()
+    out["states"] = now["states"].to_numpy()
+    low = out["rouge"] < 0.5
+    if before is not None:
+        low &= out["rouge"] < out["rouge_before"]
+    out["misreported"] = low & (out["states"] == "true")
+    return out

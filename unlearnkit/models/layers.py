@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 
@@ -69,3 +71,14 @@ def layer_output(model, part: dict[str, torch.Tensor], layer: int, stop: bool = 
     finally:
         handle.remove()
     return box["h"]
+
+
+@contextlib.contextmanager
+def eval_mode(model):
+    """``model.eval()`` inside the block, the caller's train/eval mode restored after (also on error)."""
+    was = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was)

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import torch
 
-from ..data import encode_pairs, encode_prompts
+from ..data import encode_pairs, encode_prompts, row_ids
+from ..models.layers import eval_mode
 from .base import (
     RETAIN_PARAMS,
     Param,
@@ -143,7 +144,7 @@ def _refresh(model, batch, ctx):
     raw = ctx.raw["forget"]
     if "questions" not in st:
         st["questions"] = list(raw["question"])
-        st["ids"] = list(raw["id"]) if "id" in raw.column_names else list(range(len(st["questions"])))
+        st["ids"] = row_ids(raw)
     rows = [int(i) for i in batch["forget"]["index"].tolist()]
     stale = [i for i in rows if st["ids"][i] not in cache
              or ctx.step - cache[st["ids"][i]]["step"] >= hp["regen_every"]]
@@ -172,10 +173,8 @@ def _refresh(model, batch, ctx):
                 entry["ref"] = ctx.ref.seq_logprob("forget_sampled", enc).float().cpu()
                 entry["ref_source"] = "reference"
             else:  # cached reference: the sampling model anchors its own samples (exact at step 0)
-                was = gm.training
-                gm.eval()
-                entry["ref"] = seq_logprob(forward(model, enc).logits, enc["labels"]).float().cpu()
-                gm.train(was)
+                with eval_mode(gm):
+                    entry["ref"] = seq_logprob(forward(model, enc).logits, enc["labels"]).float().cpu()
                 entry["ref_source"] = f"model@step{ctx.step}"
         cache[st["ids"][i]] = entry
     st["generated"] += len(stale) * n

@@ -1,7 +1,7 @@
 """The objectives' reference page, generated from the registry (``docs/objectives.md``).
 
 ``reference_table()`` is a tidy DataFrame (one row per objective); ``render_markdown()`` the whole
-page; ``python -m unlearnkit.objectives [PATH] [--check]`` writes it (or checks it is current).
+page; ``python -m unlearnkit.docs [--check]`` writes it (or checks it is current).
 """
 
 from __future__ import annotations

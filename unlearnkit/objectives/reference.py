@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 
 from ..data import select
+from ..models.layers import eval_mode
 from .base import forward, layer_output, seq_logprob
 
 
@@ -59,13 +60,9 @@ class AdapterReference(_Base):
 
     @torch.no_grad()
     def get(self, name, part, kind):
-        was = self.model.training
-        self.model.eval()  # the reference never runs dropout
-        try:
+        with eval_mode(self.model):
             with self.model.disable_adapter():
                 return _quantity(self.model, part, kind)
-        finally:
-            self.model.train(was)
 
     def __repr__(self):
         return "AdapterReference(adapter disabled)"
@@ -82,23 +79,21 @@ class CachedReference(_Base):
     def build(cls, model, data: dict, needs, batch_size: int = 32, dtype=torch.float32):
         """Run ``model`` once over ``data[part]`` (encoded splits) for each ``(part, kind)`` in ``needs``."""
         store = {}
-        was_training = model.training
-        model.eval()
         device = next(model.parameters()).device
-        for name, kind in sorted(needs):
-            enc = data[name]
-            n, L = enc["input_ids"].shape
-            chunks = []
-            for s in range(0, n, batch_size):
-                part = select(enc, torch.arange(s, min(n, s + batch_size)))
-                part = {k: v.to(device) for k, v in part.items()}
-                q = _quantity(model, part, kind).to("cpu", dtype)
-                if q.dim() >= 2 and q.shape[1] < L:  # pad back to the split's full length
-                    pad = torch.zeros((q.shape[0], L - q.shape[1], *q.shape[2:]), dtype=q.dtype)
-                    q = torch.cat([q, pad], 1)
-                chunks.append(q)
-            store[(name, kind)] = torch.cat(chunks)
-        model.train(was_training)
+        with eval_mode(model):
+            for name, kind in sorted(needs):
+                enc = data[name]
+                n, L = enc["input_ids"].shape
+                chunks = []
+                for s in range(0, n, batch_size):
+                    part = select(enc, torch.arange(s, min(n, s + batch_size)))
+                    part = {k: v.to(device) for k, v in part.items()}
+                    q = _quantity(model, part, kind).to("cpu", dtype)
+                    if q.dim() >= 2 and q.shape[1] < L:  # pad back to the split's full length
+                        pad = torch.zeros((q.shape[0], L - q.shape[1], *q.shape[2:]), dtype=q.dtype)
+                        q = torch.cat([q, pad], 1)
+                    chunks.append(q)
+                store[(name, kind)] = torch.cat(chunks)
         return cls(store)
 
     def get(self, name, part, kind):

@@ -29,7 +29,6 @@ from .tables import (
     greedy_tokens,
     mass_table,
     mean_answer_distribution,
-    misreport_table,
     moving_positions,
     probe_steps,
     tag_tokens,
@@ -41,7 +40,7 @@ from .widgets import EntropyExplorer, SqueezeExplorer
 
 __all__ = ["LABELS", "PALETTE", "EntropyExplorer", "SqueezeExplorer", "answer_distribution", "attack_table",
            "plot_attacks", "plot_mia_scores", "entropy_view",
-           "greedy_tokens", "mass_table", "mean_answer_distribution", "misreport_table", "moving_positions", "plot_answer_distribution",
+           "greedy_tokens", "mass_table", "mean_answer_distribution", "moving_positions", "plot_answer_distribution",
            "plot_entropy_strip", "plot_method_trajectories", "plot_metric_table", "plot_split_bars",
            "plot_token_view", "plot_tradeoff", "plot_trajectory", "plot_where_mass_goes", "probe_steps", "save",
            "setup", "tag_tokens", "token_entropy_value", "token_view", "tradeoff_table"]

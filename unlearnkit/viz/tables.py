@@ -2,8 +2,8 @@
 
 Everything here reads :class:`~unlearnkit.train.UnlearnResult` tables (``probes``,
 ``token_probes``) and the probe data (rows with ``id``, ``question``, ``answer`` and, where
-present, ``paraphrased_answer`` / ``perturbed_answer``); nothing here runs a model, except
-:func:`misreport_table`, which evaluates a model with the kit's own metrics.
+present, ``paraphrased_answer`` / ``perturbed_answer``); nothing here runs a model (the
+misreport table, which does, is :func:`unlearnkit.metrics.misreport_table`).
 
 **Not double counting.** The probes score the target, the paraphrase, the perturbed answers, the
 model's greedy answer before unlearning (``initial_belief``) and its greedy answer at the current
@@ -19,6 +19,9 @@ import re
 
 import numpy as np
 import pandas as pd
+
+from ..data import DEFAULT_FORMAT
+from ..metrics.closer_look import token_entropy_value
 
 #: the kinds of answer, in display order
 KINDS = ("target", "paraphrase", "perturbed", "initial_belief", "belief", "other")
@@ -206,7 +209,6 @@ def mass_table(results: dict, data, step: int | str = "last", *, split: str = "f
 def answer_token_ids(tokenizer, text: str) -> tuple[int, ...]:
     """Token ids of an answer as the probes see it: the answer prefix, the stripped text, EOS
     (the same convention as :func:`unlearnkit.data.encode_pairs`)."""
-    from ..data import DEFAULT_FORMAT
 
     eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
     return tuple(tokenizer(DEFAULT_FORMAT.answer_prefix + _norm(text), add_special_tokens=False)["input_ids"] + eos)
@@ -297,23 +299,6 @@ def token_view(result, data, qid, step: int, *, top_k: int = 5, positions: int |
 
 # -- entropy ---------------------------------------------------------------------------------------
 
-def _token_entropy_fallback(tokens) -> float:
-    """Normalized unigram entropy ``H / log2(n)`` of a token list (spec B7); 0 if ``n <= 1``."""
-    from collections import Counter
-
-    n = len(tokens)
-    if n <= 1:
-        return 0.0
-    f = np.array(list(Counter(tokens).values()), dtype=float) / n
-    return float(-(f * np.log2(f)).sum() / np.log2(n))
-
-
-try:  # the metric's own pure function (unlearnkit.metrics.closer_look), so the numbers agree
-    from ..metrics.closer_look import token_entropy_value
-except ImportError:  # pragma: no cover - the metrics module predates it
-    token_entropy_value = _token_entropy_fallback
-
-
 def greedy_tokens(result, qid, step: int, *, split: str = "forget") -> pd.DataFrame:
     """The greedy answer at ``step`` as tokens: ``position, token_id, token, prob, entropy``
     (predictive entropy in nats of the distribution each token was drawn from)."""
@@ -356,43 +341,6 @@ def tradeoff_table(summary: pd.DataFrame, x: str = "forget_quality", y: str = "m
     t = t[[x, y]].dropna().reset_index()
     t.columns.name = None
     return t
-
-
-def misreport_table(model, tokenizer, data, *, before=None, max_new_tokens: int = 48) -> pd.DataFrame:
-    """Per question: the greedy answer of ``model``, its ROUGE-L recall against the original
-    answer, and whether it still states the fact (``fact_recall``: the true ``value``, a wrong
-    one, a refusal or none), computed with the kit's metrics. ``before``: the model before
-    unlearning, to add its answer and ROUGE (columns suffixed ``_before``).
-
-    ``misreported`` marks rows where ROUGE says "mostly gone" (recall < 0.5, below what the model
-    scored before if ``before`` is given) while the answer still states the true value.
-    """
-    from ..metrics import evaluate
-
-    def one(m):
-        ev = evaluate(m, tokenizer, {"forget": data}, ["rouge", "fact_recall"], progress=False,
-                      max_new_tokens=max_new_tokens)
-        r = ev[ev.metric == "rouge"].set_index("id")
-        f = ev[ev.metric == "fact_recall"].set_index("id")
-        return pd.DataFrame({"answer": r["generation"] if "generation" in r else f["generation"],
-                             "rouge": r["value"], "states": f["label"]})
-
-    rows = rows_by_id(data)
-    now = one(model)
-    out = pd.DataFrame({"id": now.index, "question": [rows[i]["question"] for i in now.index],
-                        "value": [rows[i].get("value") for i in now.index]})
-    if before is not None:
-        b = one(before)
-        out["answer_before"] = b.loc[now.index, "answer"].to_numpy()
-        out["rouge_before"] = b.loc[now.index, "rouge"].to_numpy()
-    out["answer"] = now["answer"].to_numpy()
-    out["rouge"] = now["rouge"].to_numpy()
-    out["states"] = now["states"].to_numpy()
-    low = out["rouge"] < 0.5
-    if before is not None:
-        low &= out["rouge"] < out["rouge_before"]
-    out["misreported"] = low & (out["states"] == "true")
-    return out
 
 
 #: the robustness attacks of :func:`attack_table`: metric -> (what is measured, label)

@@ -1,0 +1,124 @@
+"""The house rules, checked: layers that point one way, no import cycles, a short loop, generated
+reference pages that match the registries, notebooks whose text source and .ipynb agree."""
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PKG = REPO / "unlearnkit"
+
+#: the layers from the bottom up (README, "How the code is organized"); the longest prefix wins.
+#: A module may import from its own layer or below, never from above.
+LAYERS = {
+    "registry": 0, "io": 0, "data": 0,
+    "world": 1, "models": 1, "scoring": 1, "losses": 1, "idk": 1, "memorization": 1, "editing.task_vectors": 1,
+    "probes": 2,
+    "objectives": 3, "metrics": 3,
+    "train": 4,
+    "editing": 5, "viz": 5, "sweep": 5, "exercises": 5, "docs": 5,
+    "cli": 6, "__init__": 6,
+}
+#: siblings on one layer that must not import each other
+APART = [("objectives", "metrics")]
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for p in PKG.rglob("*.py"):
+        rel = p.relative_to(PKG).with_suffix("")
+        parts = list(rel.parts)
+        if parts[-1] == "__init__" and len(parts) > 1:
+            parts = parts[:-1]
+        out[".".join(parts)] = p
+    return out
+
+
+def _imports(name: str, path: Path) -> set[str]:
+    """Every unlearnkit module ``name`` imports, at the top or inside a function."""
+    pkg = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = pkg[: len(pkg) - (node.level - 1)] if node.level > 1 else pkg
+                mod = ".".join(base + ([node.module] if node.module else []))
+            elif node.module and node.module.startswith("unlearnkit"):
+                mod = node.module[len("unlearnkit."):] if node.module != "unlearnkit" else ""
+            else:
+                continue
+            for a in node.names:  # `from . import x` may name a submodule
+                found.add(f"{mod}.{a.name}".strip(".") if f"{mod}.{a.name}".strip(".") in _MODS else mod)
+        elif isinstance(node, ast.Import):
+            found |= {a.name[len("unlearnkit."):] for a in node.names if a.name.startswith("unlearnkit.")}
+    return {m or "__init__" for m in found} - {name}
+
+
+_MODS = _modules()
+
+
+def _layer(mod: str) -> int:
+    keys = [k for k in LAYERS if mod == k or mod.startswith(k + ".")]
+    assert keys, f"module unlearnkit.{mod} has no layer in tests/test_house.py LAYERS: add it (and to the README)"
+    return LAYERS[max(keys, key=len)]
+
+
+def test_layers_point_one_way():
+    bad = []
+    for name, path in _MODS.items():
+        for dep in _imports(name, path):
+            if _layer(dep) > _layer(name):
+                bad.append(f"unlearnkit.{name} (layer {_layer(name)}) imports unlearnkit.{dep} (layer {_layer(dep)})")
+            for a, b in APART:
+                if {name.split(".")[0], dep.split(".")[0]} == {a, b}:
+                    bad.append(f"unlearnkit.{name} imports unlearnkit.{dep}: {a} and {b} stay apart")
+    assert not bad, "\n".join(bad)
+
+
+def test_no_import_cycles():
+    graph = {n: {d for d in _imports(n, p) if d in _MODS and not n.startswith(d + ".")} for n, p in _MODS.items()}
+    seen, stack, cycles = set(), [], []
+
+    def visit(n):
+        if n in stack:
+            cycles.append(" -> ".join(stack[stack.index(n):] + [n]))
+            return
+        if n in seen:
+            return
+        seen.add(n)
+        stack.append(n)
+        for d in sorted(graph[n]):
+            visit(d)
+        stack.pop()
+
+    for n in sorted(graph):
+        visit(n)
+    assert not cycles, "import cycles:\n" + "\n".join(cycles)
+
+
+def test_unlearn_reads_in_one_sitting():
+    tree = ast.parse((PKG / "train.py").read_text(encoding="utf-8"))
+    fn = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "unlearn")
+    body_start = fn.body[1].lineno if isinstance(fn.body[0], ast.Expr) else fn.body[0].lineno  # after the docstring
+    assert fn.end_lineno - body_start + 1 <= 100, f"unlearn's body is {fn.end_lineno - body_start + 1} lines"
+
+
+def test_reference_pages_are_current():
+    from unlearnkit.docs import stale_pages
+
+    assert stale_pages() == [], "run python -m unlearnkit.docs"
+
+
+def test_reference_page_check_command_fails_on_a_stale_page(tmp_path, monkeypatch):
+    from unlearnkit import docs
+
+    docs.write_pages(tmp_path)
+    assert docs.stale_pages(tmp_path) == []
+    (tmp_path / "loop.md").write_text("stale\n", encoding="utf-8")
+    assert docs.stale_pages(tmp_path) == ["loop.md"]
+    monkeypatch.setattr(docs, "DOCS", tmp_path)
+    assert docs.main(["--check"]) == 1
