@@ -16,7 +16,7 @@ export PYTHONHASHSEED = 0
 # free machine; tests run one torch thread per process, so they never spin-wait against each other)
 export UNLEARNKIT_CACHE ?= $(CURDIR)/.cache
 
-.PHONY: setup demo test lab bench lint clean browser-deps
+.PHONY: setup demo test lab bench lint notebooks docs clean browser-deps
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -41,7 +41,7 @@ browser-deps:
 
 # one torch thread per process: the tiny model gains nothing from more, and test processes
 # (pytest, notebook kernels, JupyterLab) must not spin-wait against each other on 2 cores
-test: $(STAMP) browser-deps
+test: $(STAMP) browser-deps lint
 	OMP_NUM_THREADS=1 $(PY) -m pytest tests -q
 
 lab: $(STAMP)
@@ -51,7 +51,16 @@ bench: $(STAMP)
 	$(PY) benchmarks/run.py
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check unlearnkit tests benchmarks
+	$(VENV)/bin/ruff check unlearnkit tests benchmarks notebooks
+
+# notebooks are edited as jupytext text files (notebooks/NN_name.py, py:percent); this writes the
+# paired .ipynb (cells from the .py, outputs kept); tests/test_house.py fails when a pair disagrees
+notebooks: $(STAMP)
+	$(VENV)/bin/jupytext --quiet --to ipynb --update notebooks/[0-9]*.py
+
+# the reference pages (objectives, metrics, loop parameters), generated from the registries
+docs: $(STAMP)
+	$(PY) -m unlearnkit.docs
 
 clean:
 	rm -rf $(RUNS) build .pytest_cache

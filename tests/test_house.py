@@ -122,3 +122,39 @@ def test_reference_page_check_command_fails_on_a_stale_page(tmp_path, monkeypatc
     assert docs.stale_pages(tmp_path) == ["loop.md"]
     monkeypatch.setattr(docs, "DOCS", tmp_path)
     assert docs.main(["--check"]) == 1
+
+
+NB_DIR = REPO / "notebooks"
+NB_SOURCES = sorted(NB_DIR.glob("[0-9]*.py"))
+
+
+def _cells(nb) -> list[tuple]:
+    return [(c.cell_type, c.source.strip(), tuple(c.metadata.get("tags", ()))) for c in nb.cells]
+
+
+def test_every_notebook_has_a_text_source():
+    ipynbs = {p.stem for p in NB_DIR.glob("*.ipynb")}
+    assert ipynbs == {p.stem for p in NB_SOURCES}, "each notebooks/NN_name.ipynb pairs with notebooks/NN_name.py"
+
+
+@pytest.mark.parametrize("src", NB_SOURCES, ids=[p.stem for p in NB_SOURCES])
+def test_notebook_pair_in_sync(src):
+    """The .ipynb holds exactly the cells of its jupytext source (edit the .py, then `make notebooks`)."""
+    import jupytext
+
+    text = jupytext.read(src)
+    nb = jupytext.read(src.with_suffix(".ipynb"))
+    assert _cells(text) == _cells(nb), f"{src.with_suffix('.ipynb').name} is out of sync: run `make notebooks`"
+    assert any("parameters" in c[2] for c in _cells(text)), f"{src.name} has no cell tagged 'parameters'"
+
+
+def test_out_of_sync_pair_is_caught(tmp_path):
+    import jupytext
+
+    src = NB_SOURCES[0]
+    edited = src.read_text(encoding="utf-8").replace("# %% [markdown]", "# %% [markdown]\n# an edit\n#", 1)
+    (tmp_path / src.name).write_text(edited, encoding="utf-8")
+    assert _cells(jupytext.read(tmp_path / src.name)) != _cells(jupytext.read(src.with_suffix(".ipynb")))
+    subprocess.run([sys.executable, "-m", "jupytext", "--quiet", "--to", "ipynb", str(tmp_path / src.name)], check=True)
+    assert _cells(jupytext.read(tmp_path / src.name)) == _cells(jupytext.read(tmp_path / (src.stem + ".ipynb")))
+    assert json.loads((tmp_path / (src.stem + ".ipynb")).read_text())["cells"]

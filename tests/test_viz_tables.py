@@ -93,8 +93,7 @@ def test_token_entropy_matches_the_definition():
     assert tables.token_entropy_value(["a", "a", "b", "c"]) == pytest.approx(0.75)
     assert tables.token_entropy_value(["a"]) == 0.0
     assert tables.token_entropy_value(["a"] * 10) == 0.0
-    assert tables._token_entropy_fallback(["a", "a", "b", "c"]) == pytest.approx(0.75)
-    assert tables._token_entropy_fallback(list("abcd")) == pytest.approx(1.0)
+    assert tables.token_entropy_value(list("abcd")) == pytest.approx(1.0)  # (the dead fallback copy is gone)
 
 
 def test_tag_tokens_on_the_real_tokenizer(tiny):

@@ -1,27 +1,35 @@
-"""Writes notebooks/00_tour.ipynb (run: .venv/bin/python tools/make_tour.py)."""
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
 
-from pathlib import Path
+# %% [markdown]
+# # unlearnkit tour: teaching a tiny model to forget
+#
+# This notebook builds a **miniature world** of fictitious people, trains a tiny Llama-style model on it
+# (a few minutes on a laptop CPU, then cached), and asks it to *unlearn* a few of those people with
+# **gradient ascent** (GA). Along the way the kit records *probes*: at every step it measures how much
+# probability the model puts on the true answer, on a paraphrase of it, on wrong answers, and on the
+# answer the model itself would give.
+#
+# You will see the **squeezing effect**: GA pushes probability *off* the exact answer it is shown, and
+# softmax normalisation *squeezes* that mass onto the model's other high-likelihood answers — here, a
+# paraphrase that still states the forgotten fact. A ROUGE score against the original answer can then
+# report "forgotten" while the fact is still there.
+#
+# Every number below is computed by the kit when you run the notebook; nothing is pasted in.
 
-from nbgen import write
-
-cells = [
-("md", """
-# unlearnkit tour: teaching a tiny model to forget
-
-This notebook builds a **miniature world** of fictitious people, trains a tiny Llama-style model on it
-(a few minutes on a laptop CPU, then cached), and asks it to *unlearn* a few of those people with
-**gradient ascent** (GA). Along the way the kit records *probes*: at every step it measures how much
-probability the model puts on the true answer, on a paraphrase of it, on wrong answers, and on the
-answer the model itself would give.
-
-You will see the **squeezing effect**: GA pushes probability *off* the exact answer it is shown, and
-softmax normalisation *squeezes* that mass onto the model's other high-likelihood answers — here, a
-paraphrase that still states the forgotten fact. A ROUGE score against the original answer can then
-report "forgotten" while the fact is still there.
-
-Every number below is computed by the kit when you run the notebook; nothing is pasted in.
-"""),
-("code", """
+# %% tags=["parameters"]
 # Parameters (papermill: -p name value). quick=True shrinks everything for CI.
 quick = False
 seed = 0
@@ -32,9 +40,10 @@ probe_every = 1
 figures_dir = "figures"  # where PNG figures are written (None: do not save)
 model_path = None      # a Hugging Face causal LM folder or hub name instead of the tiny model
 tofu_path = None       # a folder of TOFU-format files (forget01_perturbed.json, retain_perturbed.json, ...)
-""", ["parameters"]),
-("code", """
+
+# %%
 import pandas as pd
+
 import unlearnkit as uk
 from unlearnkit import viz
 
@@ -42,15 +51,15 @@ viz.setup()
 pd.set_option("display.max_colwidth", 80)
 if quick:
     steps = min(steps, 16)
-"""),
-("md", """
-## 1. A miniature world
 
-Each person has a handful of facts (birthplace, birth year, occupation, ...). Every fact is rendered as
-a question, an answer (phrasing A), a **paraphrased answer** (phrasing B, same fact), and several
-**perturbed answers** (phrasing A with a wrong value). The forget split holds 10% of the people.
-"""),
-("code", """
+# %% [markdown]
+# ## 1. A miniature world
+#
+# Each person has a handful of facts (birthplace, birth year, occupation, ...). Every fact is rendered as
+# a question, an answer (phrasing A), a **paraphrased answer** (phrasing B, same fact), and several
+# **perturbed answers** (phrasing A with a wrong value). The forget split holds 10% of the people.
+
+# %%
 world = uk.make_world(seed=seed, quick=quick)
 if tofu_path:
     data = {"forget": uk.load_tofu(tofu_path, "forget01_perturbed", task_id="1"),
@@ -60,15 +69,15 @@ else:
     data = {"forget": world.forget, "retain": world.retain, "world_facts": world.world_facts}
 print(world)
 data["forget"].to_pandas()[["question", "answer", "paraphrased_answer"]].head(6)
-"""),
-("md", """
-## 2. A tiny model that knows the world
 
-The **target model** was trained on every fact, with phrasing A twice as often as phrasing B; the
-**retain model** never saw the forget people (it is what perfect unlearning should look like).
-Both are built once and cached.
-"""),
-("code", """
+# %% [markdown]
+# ## 2. A tiny model that knows the world
+#
+# The **target model** was trained on every fact, with phrasing A twice as often as phrasing B; the
+# **retain model** never saw the forget people (it is what perfect unlearning should look like).
+# Both are built once and cached.
+
+# %%
 if model_path:
     model, tok = uk.load_model(model_path)
     reference = None
@@ -77,40 +86,40 @@ else:
     reference = uk.retain_model(world)
 n_params = sum(p.numel() for p in model.parameters())
 print(f"target model: {n_params / 1e6:.2f}M parameters, vocabulary {len(tok)} tokens")
-"""),
-("code", """
+
+# %%
 metrics = ["probability", "rouge", "truth_ratio", "model_utility"]
 if reference is not None:  # forget quality compares against the retain model
     metrics.insert(3, "forget_quality")
 before = uk.evaluate(model, tok, data, metrics, reference=reference, model_name="target")
 uk.summarize(before).pivot_table(index="metric", columns="split", values="value").round(3)
-"""),
-("md", """
-## 3. Unlearning with gradient ascent, probed at every step
 
-`unlearn` trains a *copy* of the model (the original is never touched) and records probes on a few
-forget and retain questions.
-"""),
-("code", """
+# %% [markdown]
+# ## 3. Unlearning with gradient ascent, probed at every step
+#
+# `unlearn` trains a *copy* of the model (the original is never touched) and records probes on a few
+# forget and retain questions.
+
+# %%
 result = uk.unlearn(model, tok, data["forget"], data["retain"], method=method, steps=steps, lr=lr,
                     probe_every=probe_every, seed=seed)
 result
-"""),
-("code", """
+
+# %%
 fig = viz.plot_trajectory(result.probes, split="forget")
 viz.save(fig, "tour_trajectory", figures_dir)
-"""),
-("md", """
-### Where did the mass go?
 
-The table below is read off the probes: each kind of answer's mean probability mass at the start,
-at its peak (and the step of the peak), and at the end.
-"""),
-("code", """
+# %% [markdown]
+# ### Where did the mass go?
+#
+# The table below is read off the probes: each kind of answer's mean probability mass at the start,
+# at its peak (and the step of the peak), and at the end.
+
+# %%
 sq = result.squeeze_summary("forget")
 sq.round(3)
-"""),
-("code", """
+
+# %%
 t, p = sq.loc["target"], sq.loc["paraphrase"]
 print(f"The target answer fell from {t.start:.3f} to {t.end:.4f} in {steps} steps.")
 if p.peak > p.start + 0.05:
@@ -118,48 +127,44 @@ if p.peak > p.start + 0.05:
           "the mass was squeezed into an answer that still states the fact.")
 else:
     print(f"The paraphrase went from {p.start:.3f} to {p.end:.3f}: no squeeze into it this time.")
-"""),
-("md", """
-## 4. Forgetting vs keeping
 
-The unlearned model next to the target and retain models. Look at *both* forget and retain columns:
-GA damages whatever shares the forget answers' phrasing, not only the forget people.
-"""),
-("code", """
+# %% [markdown]
+# ## 4. Forgetting vs keeping
+#
+# The unlearned model next to the target and retain models. Look at *both* forget and retain columns:
+# GA damages whatever shares the forget answers' phrasing, not only the forget people.
+
+# %%
 after = uk.evaluate(result.model, tok, data, metrics, reference=reference, model_name=f"after {method}")
 frames = [before, after]
 if reference is not None:
     frames.append(uk.evaluate(*reference, data, metrics, reference=reference, model_name="retain model"))
 summary = uk.summarize(pd.concat(frames))
 summary.pivot_table(index=["split", "metric"], columns="model", values="value", sort=False).round(3)
-"""),
-("code", """
+
+# %%
 fig = viz.plot_split_bars(summary, metrics=("probability", "rouge"))
 viz.save(fig, "tour_forget_vs_retain", figures_dir)
-"""),
-("md", """
-## 5. What does the model say now?
 
-Greedy answers to the forget questions before and after unlearning. Look for paraphrases that still
-state the fact, and for collapse (repetition) that ROUGE would score as "forgotten".
-"""),
-("code", """
+# %% [markdown]
+# ## 5. What does the model say now?
+#
+# Greedy answers to the forget questions before and after unlearning. Look for paraphrases that still
+# state the fact, and for collapse (repetition) that ROUGE would score as "forgotten".
+
+# %%
 qs = data["forget"]["question"][:6]
 pd.DataFrame({"question": qs,
               "before": uk.metrics.generate(model, tok, qs),
               "after": uk.metrics.generate(result.model, tok, qs)})
-"""),
-("md", """
-## 6. Check yourself
 
-The cell below checks what this run actually did. Change `method`, `steps` or `lr` in the parameters
-cell (or with `papermill -p method graddiff`) and see which checks still hold.
-"""),
-("code", """
+# %% [markdown]
+# ## 6. Check yourself
+#
+# The cell below checks what this run actually did. Change `method`, `steps` or `lr` in the parameters
+# cell (or with `papermill -p method graddiff`) and see which checks still hold.
+
+# %%
 start, end = sq.loc["target", "start"], sq.loc["target", "end"]
 assert end < start, "unlearning did not lower the target answer's probability"
 print(f"forget target mass {start:.3f} -> {end:.4f} ({start / max(end, 1e-12):.0f}x lower)")
-"""),
-]
-
-write(Path(__file__).resolve().parents[1] / "notebooks" / "00_tour.ipynb", cells)
