@@ -33,6 +33,9 @@ def _sets(pairs) -> dict:
     return out
 
 
+# The package is imported inside the commands: `unlearnkit --help` and argument errors then answer
+# without importing torch and transformers (several seconds on a laptop).
+
 def _data(args):
     import unlearnkit as uk
 

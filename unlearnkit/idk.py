@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from importlib import resources
 from pathlib import Path
 
@@ -28,7 +29,6 @@ def load_idk(source=None) -> list[str]:
         if not s:
             continue
         if s.startswith('"') and s.endswith('"'):
-            import json
 
             s = json.loads(s)
         bank.append(s)

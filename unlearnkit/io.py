@@ -11,6 +11,8 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
+import torch
+
 
 @contextmanager
 def atomic_dir(target: str | Path, overwrite: bool = False):
@@ -70,7 +72,6 @@ def model_digest(model) -> str:
 
 def manifest(**extra) -> dict:
     """What is needed to reproduce or question a number: versions, device, process count, extras."""
-    import torch
 
     out = {"python": platform.python_version(), "platform": platform.platform(), "torch": torch.__version__}
     for mod in ("transformers", "peft", "accelerate", "datasets", "unlearnkit"):

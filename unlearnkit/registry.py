@@ -7,6 +7,7 @@ method or metric by a plain string (``"npo"``, ``"truth_ratio"``). Unknown names
 
 from __future__ import annotations
 
+import difflib
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -120,7 +121,6 @@ def resolve_params(owner: str, spec: dict[str, Param], given: dict[str, Any]) ->
     """Merge user values into defaults, validating each; unknown names raise with the valid ones."""
     unknown = sorted(set(given) - set(spec))
     if unknown:
-        import difflib
 
         hints = [f"{u} (did you mean {close[0]}?)" if (close := difflib.get_close_matches(u, list(spec), n=1)) else u
                  for u in unknown]

@@ -20,6 +20,8 @@ straightforward one-answer-per-forward implementation (kept for benchmarks and c
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 import torch
 
@@ -41,7 +43,6 @@ CPU_BATCH_TOKENS = 2048
 def _last_logits_kw(model) -> dict:
     """``{"logits_to_keep": 1}`` where the model's forward accepts it (only the last position's
     logits are needed from a prompt pass), else nothing."""
-    import inspect
 
     try:
         params = inspect.signature(model.forward).parameters

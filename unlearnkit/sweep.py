@@ -10,12 +10,17 @@ rewritten atomically after every run.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
+import shutil
 from pathlib import Path
 
 import pandas as pd
+from tqdm.auto import tqdm
 
 from .io import atomic_dir, atomic_write_json, atomic_write_text, manifest
+from .metrics import evaluate, summarize
+from .train import unlearn
 
 
 def run_name(config: dict) -> str:
@@ -26,7 +31,6 @@ def run_name(config: dict) -> str:
 
 def grid(**axes) -> list[dict]:
     """Cartesian product of keyword lists: ``grid(method=["ga", "npo"], seed=[0, 1])`` -> 4 configs."""
-    import itertools
 
     keys = list(axes)
     vals = [v if isinstance(v, (list, tuple)) else [v] for v in axes.values()]
@@ -37,16 +41,12 @@ def sweep(model, tokenizer, forget, retain, configs: list[dict], out: str | Path
           metrics=("probability", "rouge", "truth_ratio"), reference=None, progress: bool = True) -> pd.DataFrame:
     """Run :func:`unlearnkit.unlearn` for each config (dicts of its keyword arguments), evaluate, and
     store each run atomically under ``out``. Finished runs are skipped. Returns all summaries."""
-    from tqdm.auto import tqdm
 
-    from .metrics import evaluate, summarize
-    from .train import unlearn
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     for tmp in out.glob(".*.*"):  # leftovers of a run killed mid-write
         if tmp.is_dir():
-            import shutil
 
             shutil.rmtree(tmp, ignore_errors=True)
     done = 0

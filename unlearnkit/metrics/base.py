@@ -21,8 +21,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from datasets import Dataset
+from tqdm.auto import tqdm
 
-from ..registry import Param, Registry, resolve_params
+from ..registry import Param, Registry, UnknownNameError, resolve_params
+from ..scoring import generate, score_answers, score_pairs
 from ..world.loaders import DataError, check_dataset
 
 METRICS: Registry[Metric] = Registry("metric")
@@ -166,7 +169,6 @@ def _resolve(metrics) -> list[tuple[str, bool]]:
         else:
             if m not in METRICS and m not in SUITES:
                 valid = ", ".join(METRICS.names()) + "; suites: " + ", ".join(SUITES)
-                from ..registry import UnknownNameError
 
                 raise UnknownNameError(f"unknown metric {m!r}; valid choices: {valid}")
             out[METRICS.get(m).name] = True
@@ -220,7 +222,6 @@ class EvalContext:
             raise MissingInputError(f"metric {metric_name!r} needs {how}")
 
     def generations(self, split: str, data) -> list[str]:
-        from ..scoring import generate
 
         key = ("gen", split)
         if key not in self.cache:
@@ -243,7 +244,6 @@ class EvalContext:
         together, several answers per question with the question's prefix computed once
         (``prefix_share`` option, default True).
         """
-        from ..scoring import score_answers, score_pairs
 
         key = ("score", split, column)
         if key in self.cache:
@@ -272,7 +272,6 @@ class EvalContext:
 
 
 def _as_splits(data) -> dict:
-    from datasets import Dataset
 
     if hasattr(data, "split") and hasattr(data, "table") and hasattr(data, "config"):  # a World
         return {s: data.split(s) for s in ("forget", "retain", "world_facts")}
@@ -323,7 +322,6 @@ def evaluate(model, tokenizer, data, metrics=None, *, reference=None, original=N
     ``generation``). Inputs missing for a metric: a warning and a skip if it came from a suite, a
     :class:`MissingInputError` (or :class:`DataError` for data fields) if it was named.
     """
-    from tqdm.auto import tqdm
 
     options = {k: v for k, v in resolve_params("evaluate", OPTIONS, options).items() if k in options}
     picked = _resolve(metrics)

@@ -33,6 +33,7 @@ from collections import Counter
 
 import numpy as np
 import pandas as pd
+import torch
 
 from ..data import row_ids
 from ..idk import load_idk
@@ -216,6 +217,7 @@ def default_embedding_model() -> str:
 @functools.lru_cache(maxsize=4)
 def load_embedder(path: str | None = None, device: str | None = None):
     """A ``SentenceTransformer`` from a folder (default: the bundled all-MiniLM-L6-v2), cached."""
+    # deferred: sentence-transformers adds seconds to `import unlearnkit` and only this metric needs it
     from sentence_transformers import SentenceTransformer
 
     return SentenceTransformer(path or default_embedding_model(), device=device or "cpu")
@@ -224,7 +226,7 @@ def load_embedder(path: str | None = None, device: str | None = None):
 @functools.lru_cache(maxsize=4)
 def load_nli(path: str, device: str | None = None):
     """``(model, tokenizer, entailment label index)`` of an NLI sequence classifier, cached."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer  # only this optional metric
 
     try:
         tok = AutoTokenizer.from_pretrained(path)
@@ -242,7 +244,6 @@ def load_nli(path: str, device: str | None = None):
 
 def nli_labels(path: str, premises, hypotheses, batch_size: int = 32, device: str | None = None) -> list[str]:
     """Argmax label of the NLI model at ``path`` for each (premise, hypothesis) pair."""
-    import torch
 
     model, tok, labels = load_nli(path, device)
     dev = next(model.parameters()).device

@@ -35,9 +35,11 @@ import zlib
 import numpy as np
 import pandas as pd
 import torch
+from sklearn.metrics import roc_auc_score
 
-from ..data import IGNORE, row_ids
+from ..data import IGNORE, encode_pairs, row_ids
 from ..models.layers import eval_mode
+from ..scoring import _device, score_pairs, score_texts
 from ..world.loaders import DataError
 from .base import EvalContext, MissingInputError, get_metric, metric, option
 
@@ -90,7 +92,6 @@ def mia_auc(member_scores, nonmember_scores) -> float:
 
     Loss-like scores lower on members give AUC 1; ``mia_auc([0.1, 0.2], [0.8, 0.9]) == 1.0``.
     """
-    from sklearn.metrics import roc_auc_score
 
     m, h = np.asarray(member_scores, dtype=float), np.asarray(nonmember_scores, dtype=float)
     if len(m) == 0 or len(h) == 0:
@@ -117,7 +118,6 @@ def mia_stats(ctx: EvalContext, key: str, data) -> dict:
     ck = ("mia", key)
     if ck in ctx.cache:
         return ctx.cache[ck]
-    from ..scoring import score_pairs, score_texts
 
     bs = ctx.opt("batch_size")
     mbt = ctx.opt("max_batch_tokens")
@@ -287,8 +287,6 @@ def gradnorm_scores(ctx: EvalContext, key: str, data) -> np.ndarray:
     ck = ("mia_gradnorm", key, _gradnorm_p(ctx))
     if ck in ctx.cache:
         return ctx.cache[ck]
-    from ..data import encode_pairs
-    from ..scoring import _device
 
     model, tok, p = ctx.model, ctx.tokenizer, _gradnorm_p(ctx)
     if is_text_data(data):

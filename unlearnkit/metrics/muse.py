@@ -26,12 +26,17 @@ stemmer.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
+from rouge_score import rouge_scorer
 
 from ..data import DEFAULT_FORMAT, row_ids
+from ..scoring import generate_from_ids
 from ..world.loaders import DataError
-from .base import metric, option
+from .base import MissingInputError, metric, option
 from .mia import _member_and_holdout, _reference_context, attack_scores, is_text_data, mia_auc
 
 option("verbmem_prefix_frac", 0.5, "verbatim_memorization: fraction of each text's tokens given as the prompt",
@@ -46,7 +51,6 @@ option("retain_auc", None, "privleak: the retain model's Min-K% AUC (OpenUnlearn
 
 def rouge_l_f1(references, generations) -> np.ndarray:
     """ROUGE-L F1 of each generation against its reference (``rouge-score``, stemmer on)."""
-    from rouge_score import rouge_scorer
 
     sc = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
     return np.array([sc.score(r, g)["rougeL"].fmeasure for r, g in zip(references, generations)])
@@ -98,7 +102,6 @@ def verbmem_sequences(tokenizer, data, frac: float = 0.5, fmt=DEFAULT_FORMAT):
 def verbatim_memorization(ctx, split, data):
     """VerbMem per row (ROUGE-L F1 in [0, 1]). Options: ``verbmem_prefix_frac`` (0.5),
     ``verbmem_max_new_tokens`` (128)."""
-    from ..scoring import generate_from_ids
 
     tok = ctx.tokenizer
     prefixes, conts = verbmem_sequences(tok, data, float(ctx.opt("verbmem_prefix_frac")))
@@ -120,8 +123,6 @@ def load_icl_examples(icl) -> list[tuple[str, str]]:
     """Few-shot examples as ``(question, answer)`` pairs, from a JSON file (MUSE's ``*_qa_icl.json``:
     a list of ``{"question", "answer"}`` objects, or one object of two equal-length lists) or from
     such a list / list of pairs already in memory. Errors name the file and the example."""
-    import json
-    from pathlib import Path
 
     src = "knowmem_icl"
     if isinstance(icl, (str, Path)):
@@ -173,7 +174,6 @@ def knowmem_generations(ctx, split, data) -> list[str]:
         return ctx.generations(split, data)
     key = ("knowmem_gen", split)
     if key not in ctx.cache:
-        from ..scoring import generate_from_ids
 
         examples = load_icl_examples(icl)
         tok = ctx.tokenizer
@@ -205,7 +205,6 @@ def _retain_auc(ctx, member: str, mdata, hdata) -> float:
     if isinstance(ref, pd.DataFrame):
         rows = ref[(ref.metric == "mia_min_k") & (ref.split == f"{member}_vs_holdout")]
         if not len(rows):
-            from .base import MissingInputError
 
             raise MissingInputError("metric 'privleak': the reference table has no 'mia_min_k' AUC row "
                                     f"(split {member}_vs_holdout); evaluate the retain model with 'mia_min_k', pass "

@@ -38,6 +38,8 @@ import pandas as pd
 import torch
 
 from ..data import DEFAULT_FORMAT, encode_pairs, row_ids, select
+from ..losses import nll
+from ..scoring import generate, generate_from_ids, score_pairs
 from ..world.loaders import DataError
 from .base import metric, option
 from .tofu import rouge_recall
@@ -96,7 +98,6 @@ def finetune_copy(model, tokenizer, questions, answers, *, steps: int = 10, lr: 
     (:func:`unlearnkit.objectives.base.nll`) on random batches of ``batch_size`` rows, gradient
     norm clipped at ``max_grad_norm``. Returns the copy in eval mode.
     """
-    from ..losses import nll
 
     work = copy.deepcopy(model)
     work.train()
@@ -192,7 +193,6 @@ option("prefix_fraction", 0.5, "prefix_probe: fraction of the answer's words giv
 
 
 def _prob_and_rouge(model, tokenizer, questions, answers, ctx):
-    from ..scoring import generate, score_pairs
 
     bs = ctx.opt("batch_size")
     p = score_pairs(model, tokenizer, questions, answers, batch_size=bs)["prob"]
@@ -276,7 +276,6 @@ def quantization(ctx, split, data):
 def paraphrase_probe(ctx, split, data):
     """Per row: ROUGE-L recall of the answer to the paraphrased question (``value``) and the
     length-normalized probability of the true answer given it (``prob``)."""
-    from ..scoring import generate, score_pairs
 
     bs = ctx.opt("batch_size")
     pq = list(data["paraphrased_question"])
@@ -296,7 +295,6 @@ def paraphrase_probe(ctx, split, data):
         source="unlearnkit robustness probe (prefix / partial-answer attack)")
 def prefix_probe(ctx, split, data):
     """Options: ``prefix_fraction`` (0.5 of the words when the rows carry no ``value``)."""
-    from ..scoring import generate_from_ids
 
     tok = ctx.tokenizer
     frac = float(ctx.opt("prefix_fraction"))

@@ -53,6 +53,7 @@ import torch
 
 from ..data import DEFAULT_FORMAT, encode_pairs, row_ids
 from ..models.layers import eval_mode
+from ..scoring import generate, score_answers
 from .base import evaluate, metric, option
 
 KINDS = ("target", "paraphrase", "perturbed", "belief")
@@ -83,7 +84,6 @@ def belief_answers(model, tokenizer, questions, *, n_samples: int = 4, mode: str
                    batch_size: int = 64) -> list[list[tuple[str, str]]]:
     """The model's own answers per question: ``[(text, source), ...]`` with source ``greedy``,
     ``sample`` (``n_samples`` at ``temperature``) or ``beam`` (``n_samples`` beams). Not deduplicated."""
-    from ..scoring import generate
 
     model = _model_of(model)
     questions = list(questions)
@@ -119,7 +119,6 @@ def squeeze_candidates(original, tokenizer, data, *, beliefs=None, n_samples: in
     (question, candidate): ``id, question, kind, source, text, n_tokens, logprob_before,
     mass_before`` (sequence probability). Reuse it across checkpoints: it is the "before" half.
     """
-    from ..scoring import score_answers
 
     model = _model_of(original)
     qs = list(data["question"])
@@ -171,7 +170,6 @@ def squeeze_decomposition(original, unlearned, tokenizer, data, *, candidates: p
     ``rest`` row per question (``1 - Σ mass``, clipped at 0). Per question, ``mass_before`` and
     ``mass_after`` of the non-rest rows each sum to at most 1 (distinct, disjoint answers).
     """
-    from ..scoring import score_answers
 
     if candidates is None:
         candidates = squeeze_candidates(original, tokenizer, data, batch_size=batch_size, **candidate_kw)

@@ -19,17 +19,19 @@ Conventions chosen (spec B0-B6), stated once here and in each docstring:
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
+from rouge_score import rouge_scorer
 from scipy import stats
 
-from .base import metric
+from .base import EvalContext, get_metric, metric
 
 NORMALIZED_SPLITS = ("world_facts", "real_authors")
 
 
 def _rouge_scorer():
-    from rouge_score import rouge_scorer
 
     return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
 
@@ -101,7 +103,6 @@ def _reference_truth_ratios(ctx, data) -> np.ndarray | None:
     if isinstance(ref, pd.DataFrame):
         rows = ref[(ref.metric == "truth_ratio") & (ref.split == "forget")]
         return rows.value.to_numpy(float) if len(rows) else None
-    from .base import EvalContext
 
     if isinstance(ref, np.ndarray):
         return ref
@@ -122,12 +123,10 @@ def forget_quality(ctx, splits):
     if "forget" not in splits:
         return None
     data = splits["forget"]
-    from .base import get_metric
 
     get_metric("forget_quality").check_fields(data, "forget")
     ref = _reference_truth_ratios(ctx, data)
     if ref is None:
-        import warnings
 
         warnings.warn("forget_quality needs reference=(retain_model, tokenizer); skipped", stacklevel=3)
         return None

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from peft import LoraConfig, get_peft_model
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
 
 def load_model(path_or_name: str | Path, lora=None, *, dtype=None, device: str | None = None,
                trust_remote_code: bool = False):
@@ -14,7 +17,6 @@ def load_model(path_or_name: str | Path, lora=None, *, dtype=None, device: str |
     adapter. Weights load via safetensors where available; ``trust_remote_code`` stays False
     unless asked. A missing path raises :class:`FileNotFoundError` naming it.
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     s = str(path_or_name)
     p = Path(s).expanduser()
@@ -52,7 +54,6 @@ def wrap_lora(model, lora=True):
     ``lora``: True (r=8, alpha=16, dropout 0, all attention and MLP projections), a dict of
     ``LoraConfig`` arguments, or a ``LoraConfig``.
     """
-    from peft import LoraConfig, get_peft_model
 
     if isinstance(lora, LoraConfig):
         cfg = lora

@@ -22,6 +22,16 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tqdm.auto import tqdm
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    LlamaConfig,
+    LlamaForCausalLM,
+    PreTrainedTokenizerFast,
+)
+from transformers.utils import logging as hf_logging
 
 from ..data import encode_pairs
 from ..io import atomic_dir, atomic_write_json
@@ -59,8 +69,6 @@ def cache_root() -> Path:
 
 def train_tokenizer(texts: list[str], vocab_size: int):
     """Train a byte-level BPE tokenizer and wrap it as ``PreTrainedTokenizerFast`` (pad, eos, bos)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -101,8 +109,6 @@ def train_tiny(pairs: list[tuple[str, str]], tokenizer, cfg: TinyConfig, progres
 
 
 def _train_tiny(pairs, tokenizer, cfg: TinyConfig, progress: bool, desc: str):
-    from tqdm.auto import tqdm
-    from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(cfg.seed)
     enc = encode_pairs(tokenizer, [q for q, _ in pairs], [a for _, a in pairs])
@@ -147,7 +153,6 @@ def _key(world, cfg: TinyConfig, kind: str) -> str:
 
 
 def _tokenizer_for(world, cfg: TinyConfig, root: Path):
-    from transformers import AutoTokenizer
 
     d = root / _key(world, cfg, "tokenizer")
     if not (d / "tokenizer_config.json").exists():
@@ -165,7 +170,6 @@ def build_or_load(world, kind: str = "target", cfg: TinyConfig | None = None, *,
     the forget split (TOFU's retain model, the reference for forget quality). Holdout people are in
     neither. The returned model is in eval mode; the cached files are never modified afterwards.
     """
-    from transformers import AutoModelForCausalLM
 
     if kind not in ("target", "retain"):
         raise ValueError(f"unknown model kind {kind!r}; valid: 'target', 'retain'")
@@ -194,7 +198,6 @@ def build_or_load(world, kind: str = "target", cfg: TinyConfig | None = None, *,
 @contextlib.contextmanager
 def _hf_bars(progress: bool):
     """Silence transformers' own progress bars (weight loading, shard writing) unless ``progress``."""
-    from transformers.utils import logging as hf_logging
 
     was = hf_logging.is_progress_bar_enabled()
     if not progress:

@@ -13,6 +13,7 @@ import torch
 
 from ..data import encode_pairs, encode_prompts, row_ids
 from ..models.layers import eval_mode
+from ..scoring import generate
 from .base import (
     RETAIN_PARAMS,
     Param,
@@ -133,7 +134,6 @@ def _to(part, dev):
 def _refresh(model, batch, ctx):
     """Sample fresh answers for the batch's forget rows whose cache is missing or older than
     ``regen_every`` steps; returns how many rows were (re)sampled."""
-    from ..scoring import generate
 
     hp = ctx.hp
     if ctx.tokenizer is None or not ctx.raw.get("forget"):

@@ -8,8 +8,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import matplotlib as mpl
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
+import seaborn as sns
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch, Rectangle
+
+from .tables import mean_answer_distribution, tradeoff_table
 
 #: colours shared by every plot and widget: one per kind of answer
 PALETTE = {"target": "#d62728", "paraphrase": "#1f77b4", "perturbed": "#7f7f7f", "belief": "#2ca02c",
@@ -21,7 +28,6 @@ LABELS = {"target": "target answer", "paraphrase": "paraphrased answer", "pertur
 
 def setup():
     """Seaborn theme for every kit figure (call once per notebook)."""
-    import seaborn as sns
 
     sns.set_theme(context="notebook", style="whitegrid")
 
@@ -44,7 +50,6 @@ def plot_trajectory(probes: pd.DataFrame, split: str = "forget",
     predictive entropy at answer positions (right, nats). One line per quantity, shaded 95% CI
     across probe questions. The pre-unlearning greedy answer is dashed: on a model that answers
     its training data verbatim it *is* the target answer, and a solid line would hide the target's."""
-    import seaborn as sns
 
     d = probes[(probes.split == split) & probes.quantity.isin(quantities)]
     ncols = 2 if entropy else 1
@@ -70,7 +75,6 @@ def plot_trajectory(probes: pd.DataFrame, split: str = "forget",
 def plot_split_bars(summary: pd.DataFrame, metrics=("probability", "rouge"), splits=("forget", "retain", "world_facts"),
                     title: str = "Forgetting vs keeping"):
     """Grouped bars: each metric's aggregate per split, one bar per model (from :func:`summarize`)."""
-    import seaborn as sns
 
     d = summary[summary.metric.isin(metrics) & summary.split.isin(splits)]
     fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.8), squeeze=False)
@@ -104,7 +108,6 @@ def _new_figure(figsize, pyplot: bool = True):
     auto-displayed, never counted in pyplot's open figures)."""
     if pyplot:
         return plt.figure(figsize=figsize)
-    from matplotlib.figure import Figure
 
     return Figure(figsize=figsize)
 
@@ -114,7 +117,6 @@ def plot_answer_distribution(table: pd.DataFrame, ax=None, title: str | None = N
     mass before (hatched, pale) and at the chosen step (solid). Answers that duplicate another
     (the greedy answer *is* the paraphrase) are drawn hatched and labelled "= paraphrase"; their
     mass is counted once. ``ax.containers[0]`` holds the before bars, ``[1]`` the after bars."""
-    import numpy as np
 
     if ax is None:
         fig = _new_figure((7, 4))
@@ -147,7 +149,6 @@ def plot_answer_distribution(table: pd.DataFrame, ax=None, title: str | None = N
     ax.set_xlabel("kind of answer")
     q = table.attrs.get("question")
     ax.set_title(title or (f"Where the mass goes: {q}" if q else "Where the mass goes"), fontsize=10)
-    from matplotlib.patches import Patch
 
     ax.legend(handles=[Patch(facecolor="#dddddd", label=f"before (step {table.attrs.get('before_step', 0)})",
                              **{k: v for k, v in BEFORE_STYLE.items() if k != "alpha"}),
@@ -174,8 +175,6 @@ def plot_token_view(table: pd.DataFrame, axes=None, fig=None):
     """Horizontal bars from :func:`~unlearnkit.viz.tables.token_view`, one panel per answer
     position: each listed next token's probability before (hatched) and at the step (solid),
     coloured by what the token continues (target, paraphrase, belief, perturbed, other)."""
-    import numpy as np
-    from matplotlib.patches import Patch
 
     positions = sorted(table.position.unique())
     if axes is None:
@@ -222,8 +221,6 @@ def plot_entropy_strip(rows: list[tuple[str, pd.DataFrame]], ax=None, vmax: floa
     """Greedy answers drawn as tokens on a heat row, each coloured by the predictive entropy (nats)
     of the distribution it was drawn from. ``rows``: ``[(label, tokens table), ...]`` with
     :func:`~unlearnkit.viz.tables.greedy_tokens` tables. Returns the ScalarMappable (for a colorbar)."""
-    import matplotlib as mpl
-    from matplotlib.patches import Rectangle
 
     if ax is None:
         fig = _new_figure((9, 3))
@@ -262,7 +259,6 @@ def plot_method_trajectories(results: dict, split: str = "forget",
     """Probe trajectories of several objectives on one figure: one panel per quantity (mean
     probability mass over the probe questions vs step), plus mean predictive entropy; one line per
     objective (``results``: ``{name: UnlearnResult}``)."""
-    import seaborn as sns
 
     panels = list(quantities) + (["entropy"] if entropy else [])
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.8), squeeze=False)
@@ -288,10 +284,7 @@ def plot_method_trajectories(results: dict, split: str = "forget",
 def plot_where_mass_goes(results: dict, data, step="last", split: str = "forget", title: str | None = None):
     """Mean answer distribution over the probe questions (:func:`~unlearnkit.viz.tables.mean_answer_distribution`)
     before unlearning and at ``step`` (default: the last) of each objective, as grouped bars."""
-    import numpy as np
-    import seaborn as sns
 
-    from .tables import mean_answer_distribution
 
     dists = {name: mean_answer_distribution(res.probes, data, step, split=split) for name, res in results.items()}
     kinds = list(next(iter(dists.values())).kind)
@@ -320,10 +313,7 @@ def plot_tradeoff(summary: pd.DataFrame, x: str = "forget_quality", y: str = "mo
     """The TOFU trade-off scatter: forget quality (KS-test p-value, log x axis) vs model utility,
     one point per model of a :func:`unlearnkit.summarize` table; a dashed line at ``threshold``
     (p = 0.05: indistinguishable from the retain model to the right of it)."""
-    import numpy as np
-    import seaborn as sns
 
-    from .tables import tradeoff_table
 
     t = tradeoff_table(summary, x, y)
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
@@ -352,7 +342,6 @@ def plot_metric_table(summary: pd.DataFrame, metrics=None, splits=None, title: s
     """A heat table of a :func:`unlearnkit.summarize` table: one row per model, one column per
     (split, metric), cells annotated with the value and coloured per column (min to max across
     models; ``log_metrics`` on a log10 scale)."""
-    import numpy as np
 
     d = summary
     if metrics is not None:
@@ -393,7 +382,6 @@ def plot_mia_scores(table: pd.DataFrame, metric: str = "mia_min_k", title: str |
     """Per-example membership scores of ``metric`` (a long :func:`unlearnkit.evaluate` table of
     several models): one panel per model, the member split's rows against the holdout's, the AUC
     in the panel title. Well-separated clouds = the forget rows still look like training data."""
-    import seaborn as sns
 
     d = table[(table.metric == metric) & (table.id >= 0)].copy()
     auc = table[(table.metric == metric) & (table.id < 0)].set_index("model").value
@@ -417,8 +405,6 @@ def plot_mia_scores(table: pd.DataFrame, metric: str = "mia_min_k", title: str |
 def plot_attacks(attacks: pd.DataFrame, title: str = "Does the knowledge come back under attack?"):
     """Before (hatched) vs after (solid) each robustness attack, one panel per attack, one pair of
     bars per model (``attacks``: :func:`~unlearnkit.viz.tables.attack_table`)."""
-    import numpy as np
-    import seaborn as sns
 
     kinds = list(dict.fromkeys(attacks.attack))
     models = list(dict.fromkeys(attacks.model))
@@ -435,7 +421,6 @@ def plot_attacks(attacks: pd.DataFrame, title: str = "Does the knowledge come ba
         ax.set_ylim(0, 1.05)
         ax.set_title(f"{k}\n({g.measure.dropna().iloc[0] if g.measure.notna().any() else ''})", fontsize=9)
     axes[0, 0].set_ylabel("forget split, mean")
-    from matplotlib.patches import Patch
 
     fig.legend(handles=[Patch(facecolor="#cccccc", hatch="//", edgecolor="#555555", label="before"),
                         Patch(facecolor="#777777", edgecolor="black", label="under attack")],

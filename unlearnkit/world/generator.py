@@ -23,6 +23,7 @@ import random
 from dataclasses import asdict, dataclass, field
 
 import pandas as pd
+from datasets import Dataset
 
 ATTRIBUTES = ("birthplace", "birth_year", "occupation", "genre", "parent_job", "award", "book", "pet")
 
@@ -223,7 +224,6 @@ class World:
     # -- splits ---------------------------------------------------------------------------------
     def split(self, name: str):
         """A split as a ``datasets.Dataset`` with TOFU field names."""
-        from datasets import Dataset
 
         valid = ("forget", "retain", "holdout", "world_facts")
         if name not in valid:

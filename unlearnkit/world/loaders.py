@@ -11,6 +11,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
+from datasets import Dataset, load_dataset
+
 REQUIRED = ("question", "answer")
 
 
@@ -21,7 +24,6 @@ class DataError(ValueError):
 def _read_rows(path: Path) -> list[dict]:
     suffix = path.suffix.lower()
     if suffix == ".parquet":
-        import pandas as pd
 
         return pd.read_parquet(path).to_dict("records")
     text = path.read_text(encoding="utf-8")
@@ -103,7 +105,6 @@ def load_tofu(path_or_name: str | Path, split: str | None = None, *, task_id: st
     or a hub dataset name such as ``"locuslab/TOFU"`` (then ``split`` is its config name; needs hub
     access). ``task_id`` keeps the rows of one task group (the closer-look continual setting).
     """
-    from datasets import Dataset
 
     p = Path(path_or_name).expanduser()
     if p.is_dir():
@@ -120,7 +121,6 @@ def load_tofu(path_or_name: str | Path, split: str | None = None, *, task_id: st
         rows = validate_rows(_read_rows(p), str(p))
     elif "/" in str(path_or_name) and not str(path_or_name).startswith((".", "/", "~")):
         try:
-            from datasets import load_dataset
 
             ds = load_dataset(str(path_or_name), split or "forget10", split="train")
         except Exception as e:  # offline, or no such dataset
@@ -139,7 +139,6 @@ def load_tofu(path_or_name: str | Path, split: str | None = None, *, task_id: st
 
 def qa_dataset(questions: list[str], answers: list[str], **columns):
     """A generic QA ``Dataset`` from Python lists (validated like files)."""
-    from datasets import Dataset
 
     rows = [{"question": q, "answer": a, **{k: v[i] for k, v in columns.items()}} for i, (q, a) in enumerate(zip(questions, answers))]
     validate_rows(rows, "qa_dataset")
