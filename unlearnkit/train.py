@@ -52,6 +52,10 @@ LOOP_PARAMS = {
                   choices=("last", "best", "first_forgotten")),
     "forget_threshold": Param(0.1, "keep='first_forgotten': mean forget target mass (sequence probability) "
                               "that counts as forgotten", low=0.0, high=1.0),
+    "reference_cache_gb": Param(4.0, "largest cached reference (GiB) built before training for objectives that "
+                                "need reference token log-probs (KL, UNDIAL: N x L x vocabulary floats); larger "
+                                "raises before training (use lora=True: a live reference, no cache)", low=0.0,
+                                low_open=True),
     "seed": Param(0, "seed for data order, sampling and initialisation"),
 }
 
@@ -240,7 +244,8 @@ def unlearn(model, tokenizer, forget, retain=None, method: str = "ga", *, lora=N
                         preferred_field=obj_hp.get("preferred_field", "perturbed_answer"))
     ref = None
     if req.ref:
-        ref = AdapterReference(work) if lora else CachedReference.build(work, data, req.ref)
+        ref = AdapterReference(work) if lora else CachedReference.build(
+            work, data, req.ref, max_bytes=hp["reference_cache_gb"] * 2**30)
     params = [p for p in work.parameters() if p.requires_grad]
     work, opt, loader, sched = accelerator.prepare(work, *_optimizer(params, len(forget), hp))
     g = torch.Generator().manual_seed(seed + 1 + accelerator.process_index)

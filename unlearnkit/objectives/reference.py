@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import torch
 
-from ..data import select
 from ..models.layers import eval_mode
 from .base import forward, layer_output, seq_logprob
 
@@ -76,25 +75,49 @@ class CachedReference(_Base):
 
     @classmethod
     @torch.no_grad()
-    def build(cls, model, data: dict, needs, batch_size: int = 32, dtype=torch.float32):
-        """Run ``model`` once over ``data[part]`` (encoded splits) for each ``(part, kind)`` in ``needs``."""
+    def build(cls, model, data: dict, needs, batch_size: int = 32, dtype=torch.float32,
+              max_bytes: float | None = None):
+        """Run ``model`` once over ``data[part]`` (encoded splits) for each ``(part, kind)`` in ``needs``.
+
+        Every chunk runs on the split's full padded length ``L``, so the cache holds the model's
+        value at *every* position a batch can ask for (padding included, as ``kl_positions="all"``
+        and UNDIAL ``positions="all"`` read it), exactly what a live reference computes there.
+        ``max_bytes``: refuse, before any forward, a cache larger than this (see :meth:`size_of`).
+        """
+        if max_bytes is not None:
+            need = cls.size_of(model, data, needs, dtype)
+            if need > max_bytes:
+                raise MemoryError(
+                    f"the cached reference would hold {need / 2**30:.2f} GiB ({', '.join(f'{n}:{k}' for n, k in sorted(needs))}"
+                    f"; token log-probs are N x L x vocabulary floats), above reference_cache_gb="
+                    f"{max_bytes / 2**30:g}. Use lora=True (the reference is then the base model with the adapter "
+                    "disabled, computed live, no cache), fewer or shorter rows, or raise reference_cache_gb.")
         store = {}
         device = next(model.parameters()).device
         with eval_mode(model):
             for name, kind in sorted(needs):
                 enc = data[name]
-                n, L = enc["input_ids"].shape
+                n = enc["input_ids"].shape[0]
                 chunks = []
                 for s in range(0, n, batch_size):
-                    part = select(enc, torch.arange(s, min(n, s + batch_size)))
-                    part = {k: v.to(device) for k, v in part.items()}
-                    q = _quantity(model, part, kind).to("cpu", dtype)
-                    if q.dim() >= 2 and q.shape[1] < L:  # pad back to the split's full length
-                        pad = torch.zeros((q.shape[0], L - q.shape[1], *q.shape[2:]), dtype=q.dtype)
-                        q = torch.cat([q, pad], 1)
-                    chunks.append(q)
+                    part = {k: v[s:s + batch_size].to(device) for k, v in enc.items()}
+                    chunks.append(_quantity(model, part, kind).to("cpu", dtype))
                 store[(name, kind)] = torch.cat(chunks)
         return cls(store)
+
+    @staticmethod
+    def size_of(model, data: dict, needs, dtype=torch.float32) -> int:
+        """Bytes :meth:`build` would store: ``N`` per row for ``seq_logprob``, ``N x L x V`` for
+        ``logprobs`` (``V`` the output vocabulary), ``N x L x d`` for ``hidden:<layer>``."""
+        cfg = getattr(model, "config", None)
+        vocab = getattr(cfg, "vocab_size", None) or model.get_output_embeddings().weight.shape[0]
+        width = getattr(cfg, "hidden_size", None) or getattr(cfg, "n_embd", 0)
+        size = torch.tensor([], dtype=dtype).element_size()
+        total = 0
+        for name, kind in needs:
+            n, L = data[name]["input_ids"].shape
+            total += n * (1 if kind == "seq_logprob" else L * (vocab if kind == "logprobs" else width))
+        return total * size
 
     def get(self, name, part, kind):
         key = (name, kind)
