@@ -45,3 +45,52 @@ def tofu_dir():
     if not (TOFU_DIR / "forget01_perturbed.json").exists():
         pytest.skip(f"real TOFU data not found at {TOFU_DIR} (it lives in ../shared/data/tofu beside the repo)")
     return TOFU_DIR
+
+
+# -- no FutureWarning / DeprecationWarning from the kit's own code ---------------------------------
+# Every such warning issued while a frame of the package is on the stack fails the test that raised
+# it, except the ones below, raised inside a third-party call whose arguments the kit does not
+# choose (each with why). pyproject's filterwarnings cannot express this: a deprecated keyword the
+# kit passes to transformers is attributed to transformers' own frame, not to ours.
+import re  # noqa: E402
+import sys  # noqa: E402
+import warnings  # noqa: E402
+
+PKG_DIR = str(REPO / "unlearnkit") + os.sep
+NOT_OURS = [
+    # peft 0.21's get_peft_model reads model.is_gradient_checkpointing (transformers >= 5.24 renamed it)
+    re.compile(r"`is_gradient_checkpointing` is deprecated"),
+]
+_kit_deprecations: list[str] = []
+_warn = warnings.warn
+
+
+def _kit_frame(depth: int = 2):
+    f = sys._getframe(depth)
+    while f is not None:
+        if f.f_code.co_filename.startswith(PKG_DIR):
+            return f"{f.f_code.co_filename[len(str(REPO)) + 1:]}:{f.f_lineno}"
+        f = f.f_back
+    return None
+
+
+def _watching_warn(message, category=None, stacklevel=1, source=None, **kw):
+    cat = category or (type(message) if isinstance(message, Warning) else UserWarning)
+    if issubclass(cat, (FutureWarning, DeprecationWarning)) and not any(p.search(str(message)) for p in NOT_OURS):
+        where = _kit_frame()
+        if where is not None:
+            _kit_deprecations.append(f"{cat.__name__} while unlearnkit ran ({where}): {message}")
+    return _warn(message, category, stacklevel + 1, source, **kw)
+
+
+warnings.warn = _watching_warn
+
+
+@pytest.fixture(autouse=True)
+def no_kit_deprecations():
+    """Fails a test during which the kit triggered a FutureWarning or DeprecationWarning."""
+    start = len(_kit_deprecations)
+    yield
+    new = _kit_deprecations[start:]
+    if new:
+        pytest.fail("the kit triggered deprecation warnings (use the current API):\n" + "\n".join(sorted(set(new))))

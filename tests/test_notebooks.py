@@ -39,6 +39,9 @@ def test_notebook_papermill_then_nbval(path, tmp_path, tiny, tiny_retain):
     assert not _widget_errors(nb)
     errors = [o for c in nb["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors
+    stderr = [("".join(o.get("text", "")))[:300] for c in nb["cells"] for o in c.get("outputs", [])
+              if o.get("output_type") == "stream" and o.get("name") == "stderr"]
+    assert not stderr, f"{path.name} wrote to stderr (a warning or a progress bar): {stderr}"
     assert list((tmp_path / "figures").glob("*.png")), "the notebook saved no figure"
     env = {**os.environ, "TQDM_DISABLE": "1"}
     r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax",

@@ -40,15 +40,29 @@ def _device(model):
 CPU_BATCH_TOKENS = 2048
 
 
+def _forward_params(model) -> set[str]:
+    try:
+        return set(inspect.signature(model.forward).parameters)
+    except (TypeError, ValueError):
+        return set()
+
+
 def _last_logits_kw(model) -> dict:
     """``{"logits_to_keep": 1}`` where the model's forward accepts it (only the last position's
     logits are needed from a prompt pass), else nothing."""
+    return {"logits_to_keep": 1} if "logits_to_keep" in _forward_params(model) else {}
 
-    try:
-        params = inspect.signature(model.forward).parameters
-    except (TypeError, ValueError):
-        return {}
-    return {"logits_to_keep": 1} if "logits_to_keep" in params else {}
+
+def _cache_kw(model, cache) -> dict:
+    """The KV cache as the model's forward takes it: ``cache=`` (transformers >= 5.24, where
+    ``past_key_values=`` is deprecated) or ``past_key_values=`` (earlier versions)."""
+    return {"cache": cache} if "cache" in _forward_params(model) else {"past_key_values": cache}
+
+
+def _out_cache(out):
+    """The KV cache a forward returned (``out.cache`` in transformers >= 5.24, else ``past_key_values``)."""
+    cache = getattr(out, "cache", None)
+    return cache if cache is not None else out.past_key_values
 
 
 def _budget(model, max_batch_tokens):
@@ -239,7 +253,7 @@ def _score_shared(model, tokenizer, questions, answer_lists, *, batch_size: int,
                        **last_kw)
             owner = torch.tensor([slot[flat[k][0]] for k in rows], dtype=torch.long)
             first = po.logits[:, -1].float()[owner.to(dev)]  # (B, V): predicts each answer's first token
-            cache = _select_cache(po.past_key_values, owner.to(dev))
+            cache = _select_cache(_out_cache(po), owner.to(dev))
             ain, amask = pad_ids([flat[k][1] for k in rows], pad)
             A = ain.shape[1]
             plen = pmask.sum(1)[owner]
@@ -247,7 +261,7 @@ def _score_shared(model, tokenizer, questions, answer_lists, *, batch_size: int,
             full_mask = torch.cat([pmask[owner], amask], 1)
             if A > 1:
                 ao = model(input_ids=ain[:, :-1].to(dev), attention_mask=full_mask[:, :-1].to(dev),
-                           position_ids=apos[:, :-1].to(dev), past_key_values=cache, use_cache=True)
+                           position_ids=apos[:, :-1].to(dev), use_cache=True, **_cache_kw(model, cache))
                 logits = torch.cat([first[:, None], ao.logits.float()], 1)
             else:
                 logits = first[:, None]
