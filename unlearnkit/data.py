@@ -20,18 +20,97 @@ IGNORE = -100
 
 @dataclass(frozen=True)
 class PromptFormat:
-    """How a question becomes a prompt. ``chat=True`` uses the tokenizer's chat template instead."""
+    """How a question (and its answer) becomes tokens.
+
+    Plain (the default, the miniature's and TOFU's base-model format): ``prefix + question + suffix``
+    tokenized with the tokenizer's special tokens, then ``answer_prefix + answer`` and one EOS.
+
+    Chat (``chat=True``): the tokenizer's chat template, as the field's instruct TOFU models were
+    fine-tuned: the prompt is the template of ``[system?, user]`` with the generation prompt, the
+    answer is what the template of ``[system?, user, assistant]`` adds after it (the answer and the
+    end-of-turn token(s)). ``system_prompt`` adds a system message; ``date_string`` is passed to
+    templates that print a date (Llama 3). A templated string that already starts with the BOS
+    token is tokenized without adding another one.
+    """
 
     prefix: str = "Question: "
     suffix: str = "\nAnswer:"
     answer_prefix: str = " "
     chat: bool = False
+    system_prompt: str | None = None
+    date_string: str | None = None
+
+    @classmethod
+    def of(cls, spec) -> PromptFormat:
+        """A format from ``None``/``"plain"`` (default), ``"chat"``, a dict of fields, or a PromptFormat."""
+        if spec is None or spec == "plain":
+            return DEFAULT_FORMAT
+        if spec == "chat":
+            return cls(chat=True)
+        if isinstance(spec, cls):
+            return spec
+        if isinstance(spec, dict):
+            bad = sorted(set(spec) - set(cls.__dataclass_fields__))
+            if bad:
+                raise ValueError(f"prompt_format: unknown field(s) {bad}; valid: {sorted(cls.__dataclass_fields__)}")
+            return cls(**spec)
+        raise ValueError(f"prompt_format={spec!r}: valid choices are 'plain', 'chat', a dict of PromptFormat fields "
+                         "or a PromptFormat")
+
+    def describe(self) -> dict:
+        """The format as recorded in manifests."""
+        if not self.chat:
+            return {"kind": "plain", "prefix": self.prefix, "suffix": self.suffix, "answer_prefix": self.answer_prefix}
+        return {"kind": "chat", "system_prompt": self.system_prompt, "date_string": self.date_string}
+
+    def _messages(self, question: str, answer: str | None = None) -> list[dict]:
+        msgs = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
+        msgs.append({"role": "user", "content": question})
+        if answer is not None:
+            msgs.append({"role": "assistant", "content": answer})
+        return msgs
+
+    def _template(self, tokenizer, msgs, generation_prompt: bool) -> str:
+        if not getattr(tokenizer, "chat_template", None):
+            raise ValueError("prompt_format is 'chat' but the tokenizer has no chat template; use the plain format "
+                             "or a tokenizer that ships one")
+        kw = {"date_string": self.date_string} if self.date_string else {}
+        return tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=generation_prompt, **kw)
 
     def prompt(self, question: str, tokenizer=None) -> str:
-        if self.chat and tokenizer is not None and getattr(tokenizer, "chat_template", None):
-            return tokenizer.apply_chat_template([{"role": "user", "content": question}], tokenize=False,
-                                                 add_generation_prompt=True)
+        """The prompt as text."""
+        if self.chat:
+            return self._template(tokenizer, self._messages(question), True)
         return f"{self.prefix}{question}{self.suffix}"
+
+    def prompt_ids(self, question: str, tokenizer) -> list[int]:
+        """The prompt's token ids (one BOS at most: see the class docstring)."""
+        return _text_ids(tokenizer, self.prompt(question, tokenizer))
+
+    def prefix_ids(self, question: str, partial: str, tokenizer) -> list[int]:
+        """The prompt followed by the first words of an answer (no EOS, no end of turn): what a
+        continuation starts from."""
+        if not self.chat:
+            return self.prompt_ids(question, tokenizer) + _ids(tokenizer, self.answer_prefix + partial.strip(), False)
+        return _text_ids(tokenizer, self.prompt(question, tokenizer) + partial.strip())
+
+    def answer_ids(self, question: str, answer: str, tokenizer, eos: bool = True) -> list[int]:
+        """The answer's token ids as they follow :meth:`prompt_ids`: plain, ``answer_prefix + answer``
+        (+ EOS); chat, the tokens the template adds after the prompt (answer + end of turn)."""
+        if not self.chat:
+            end = [tokenizer.eos_token_id] if eos and tokenizer.eos_token_id is not None else []
+            return _ids(tokenizer, self.answer_prefix + answer.strip(), special=False) + end
+        p = self.prompt_ids(question, tokenizer)
+        full = _text_ids(tokenizer, self._template(tokenizer, self._messages(question, answer.strip()), False))
+        if full[:len(p)] != p:
+            raise ValueError("the chat template does not render the prompt as a prefix of the whole conversation; "
+                             "answers cannot be scored on their own tokens with this template")
+        return full[len(p):]
+
+
+def _text_ids(tokenizer, text: str) -> list[int]:
+    bos = getattr(tokenizer, "bos_token", None)
+    return tokenizer(text, add_special_tokens=not (bos and text.startswith(bos)))["input_ids"]
 
 
 DEFAULT_FORMAT = PromptFormat()
@@ -72,14 +151,12 @@ def encode_pairs(tokenizer, questions, answers, *, fmt: PromptFormat = DEFAULT_F
         raise ValueError(f"encode_pairs: {len(questions)} questions but {len(answers)} answers")
     if tokenizer.pad_token_id is None:
         raise ValueError("tokenizer has no pad token; set tokenizer.pad_token (load_model does this)")
-    eos = [tokenizer.eos_token_id] if add_eos and tokenizer.eos_token_id is not None else []
     seqs, plens = [], []
     for i, (q, a) in enumerate(zip(questions, answers)):
         if not isinstance(a, str) or not a.strip():
             raise ValueError(f"row {i}: empty answer for question {q!r}")
-        p = _ids(tokenizer, fmt.prompt(q, tokenizer), special=True)
-        ans = _ids(tokenizer, fmt.answer_prefix + a.strip(), special=False) + eos
-        s = p + ans
+        p = fmt.prompt_ids(q, tokenizer)
+        s = p + fmt.answer_ids(q, a, tokenizer, eos=add_eos)
         if max_length is not None:
             s = s[:max_length]
         seqs.append(s)
@@ -94,7 +171,7 @@ def encode_pairs(tokenizer, questions, answers, *, fmt: PromptFormat = DEFAULT_F
 
 def encode_prompts(tokenizer, questions, *, fmt: PromptFormat = DEFAULT_FORMAT) -> dict[str, torch.Tensor]:
     """Left-padded prompt tensors ``input_ids``/``attention_mask`` ``(N, L)`` for batched generation."""
-    seqs = [_ids(tokenizer, fmt.prompt(q, tokenizer), special=True) for q in questions]
+    seqs = [fmt.prompt_ids(q, tokenizer) for q in questions]
     input_ids, attn = pad(seqs, tokenizer.pad_token_id, left=True)
     return {"input_ids": input_ids, "attention_mask": attn}
 

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .data import IGNORE, encode_pairs, row_ids
+from .data import DEFAULT_FORMAT, IGNORE, PromptFormat, encode_pairs, row_ids
 from .models.layers import eval_mode
 from .scoring import generate, score_answers, score_pairs
 
@@ -32,7 +32,7 @@ def keep_score(probes: pd.DataFrame, step: int) -> dict:
 
 @torch.no_grad()
 def probe(model, tokenizer, data, *, split: str = "forget", step: int = 0, initial_beliefs=None,
-          max_new_tokens: int = 48) -> pd.DataFrame:
+          max_new_tokens: int = 48, fmt: PromptFormat = DEFAULT_FORMAT) -> pd.DataFrame:
     """Probe ``model`` on ``data``: mass on target / paraphrase / perturbed / greedy / initial answers.
 
     Returns tidy rows (see :class:`UnlearnResult`). ``initial_beliefs`` are the greedy answers at
@@ -40,7 +40,7 @@ def probe(model, tokenizer, data, *, split: str = "forget", step: int = 0, initi
     """
     qs = list(data["question"])
     ids = row_ids(data)
-    greedy = generate(model, tokenizer, qs, max_new_tokens=max_new_tokens)
+    greedy = generate(model, tokenizer, qs, max_new_tokens=max_new_tokens, fmt=fmt)
     groups = {"target": [[a] for a in data["answer"]], "belief": [[g or "."] for g in greedy]}
     if "paraphrased_answer" in data.column_names:
         groups["paraphrase"] = [[a] for a in data["paraphrased_answer"]]
@@ -50,7 +50,7 @@ def probe(model, tokenizer, data, *, split: str = "forget", step: int = 0, initi
         groups["initial_belief"] = [[g or "."] for g in initial_beliefs]
     names = list(groups)
     lists = [[a for name in names for a in groups[name][i]] for i in range(len(qs))]
-    scored = score_answers(model, tokenizer, qs, lists, entropy=True)
+    scored = score_answers(model, tokenizer, qs, lists, entropy=True, fmt=fmt)
     rows = []
     for i, sc in enumerate(scored):
         k = 0
@@ -70,7 +70,7 @@ def probe(model, tokenizer, data, *, split: str = "forget", step: int = 0, initi
 
 @torch.no_grad()
 def token_probe(model, tokenizer, data, *, split: str = "forget", step: int = 0, top_k: int = 8,
-                positions: int = 4, greedy=None) -> pd.DataFrame:
+                positions: int = 4, greedy=None, fmt: PromptFormat = DEFAULT_FORMAT) -> pd.DataFrame:
     """Token-level view of where the mass goes, for the first ``positions`` answer tokens.
 
     Rows with ``kind == "topk"``: teacher-forced on the target answer, the ``top_k`` most likely
@@ -82,7 +82,7 @@ def token_probe(model, tokenizer, data, *, split: str = "forget", step: int = 0,
     """
     qs = list(data["question"])
     ids = row_ids(data)
-    enc = encode_pairs(tokenizer, qs, data["answer"])
+    enc = encode_pairs(tokenizer, qs, data["answer"], fmt=fmt)
     dev = next(model.parameters()).device
     with eval_mode(model):
         logits = model(input_ids=enc["input_ids"].to(dev), attention_mask=enc["attention_mask"].to(dev)).logits.float()
@@ -105,8 +105,8 @@ def token_probe(model, tokenizer, data, *, split: str = "forget", step: int = 0,
                              "entropy": np.nan, "is_target": tid == tgt})
     if greedy is not None:
         answers = [g if g else "." for g in greedy]
-        sc = score_pairs(model, tokenizer, qs, answers, token_level=True)
-        genc = encode_pairs(tokenizer, qs, answers)
+        sc = score_pairs(model, tokenizer, qs, answers, token_level=True, fmt=fmt)
+        genc = encode_pairs(tokenizer, qs, answers, fmt=fmt)
         for i in range(len(qs)):
             toks = genc["labels"][i][genc["labels"][i] != IGNORE].tolist()
             for j, tid in enumerate(toks):
@@ -130,7 +130,8 @@ class ProbeRecorder:
     """
 
     def __init__(self, tokenizer, forget, retain=None, *, every: int = 1, max_new_tokens: int = 48,
-                 token_probes: bool = True, keep: str = "last", forget_threshold: float = 0.1, active: bool = True):
+                 token_probes: bool = True, keep: str = "last", forget_threshold: float = 0.1, active: bool = True,
+                 fmt: PromptFormat = DEFAULT_FORMAT):
         if keep != "last" and not every:
             raise ValueError(f"keep={keep!r} chooses among probed steps, but probe_every=0 disables probes; "
                              "set probe_every >= 1")
@@ -139,7 +140,7 @@ class ProbeRecorder:
                              "retain probes: pass retain data (or retain_probe_data) and keep retain_probes=True")
         self.tokenizer, self.sets = tokenizer, {"forget": forget, "retain": retain}
         self.every, self.max_new_tokens, self.token_probes = every, max_new_tokens, token_probes
-        self.keep, self.forget_threshold, self.active = keep, forget_threshold, active
+        self.keep, self.forget_threshold, self.active, self.fmt = keep, forget_threshold, active, fmt
         self.rows, self.token_rows, self.initial = [], [], {}
         self.kept_step, self.kept_score, self.kept_weights = None, -np.inf, None
 
@@ -150,13 +151,13 @@ class ProbeRecorder:
     def probe_split(self, model, split: str, data, step: int) -> pd.DataFrame:
         """The probe rows of one split at ``step`` (token probes are kept aside for forget)."""
         df = probe(model, self.tokenizer, data, split=split, step=step, initial_beliefs=self.initial.get(split),
-                   max_new_tokens=self.max_new_tokens)
+                   max_new_tokens=self.max_new_tokens, fmt=self.fmt)
         if split not in self.initial:  # step 0: the greedy answers become the initial beliefs
             self.initial[split] = list(df[df.quantity == "belief"].text)
             df = pd.concat([df, df[df.quantity == "belief"].assign(quantity="initial_belief", text=None)])
         if self.token_probes and split == "forget":
             self.token_rows.append(token_probe(model, self.tokenizer, data, split=split, step=step,
-                                               greedy=list(df[df.quantity == "belief"].text)))
+                                               greedy=list(df[df.quantity == "belief"].text), fmt=self.fmt))
         return df
 
     def record(self, model, step: int) -> bool:

@@ -224,14 +224,13 @@ def _score_shared(model, tokenizer, questions, answer_lists, *, batch_size: int,
     if tokenizer.pad_token_id is None:
         raise ValueError("tokenizer has no pad token; set tokenizer.pad_token (load_model does this)")
     dev = _device(model)
-    eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
-    p_ids = [tokenizer(fmt.prompt(q, tokenizer), add_special_tokens=True)["input_ids"] for q in questions]
+    p_ids = [fmt.prompt_ids(q, tokenizer) for q in questions]
     flat = []  # (question index, answer ids)
     for i, (q, answers) in enumerate(zip(questions, answer_lists)):
         for a in answers:
             if not isinstance(a, str) or not a.strip():
                 raise ValueError(f"empty answer for question {q!r}")
-            flat.append((i, tokenizer(fmt.answer_prefix + a.strip(), add_special_tokens=False)["input_ids"] + eos))
+            flat.append((i, fmt.answer_ids(q, a, tokenizer)))
     n = len(flat)
     out = _empty_outputs(n, entropy, token_level, token_stats)
     # order questions by their longest answer (less padding); answers stay grouped by question
@@ -363,7 +362,7 @@ def generate(model, tokenizer, questions, *, max_new_tokens: int = 48, batch_siz
     Returns a list of stripped strings cut at EOS (``len(questions) * num_return_sequences``,
     grouped per question); with ``return_ids`` also the generated token id lists.
     """
-    prompts = [tokenizer(fmt.prompt(q, tokenizer), add_special_tokens=True)["input_ids"] for q in questions]
+    prompts = [fmt.prompt_ids(q, tokenizer) for q in questions]
     return generate_from_ids(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size,
                              do_sample=do_sample, temperature=temperature, num_return_sequences=num_return_sequences,
                              num_beams=num_beams, seed=seed, return_ids=return_ids)

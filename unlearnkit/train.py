@@ -24,7 +24,7 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
-from .data import encode_pairs, select
+from .data import DEFAULT_FORMAT, PromptFormat, encode_pairs, select
 from .idk import load_idk
 from .io import atomic_dir, atomic_write_json, manifest
 from .models.loading import wrap_lora
@@ -144,9 +144,9 @@ def _check_data(name, data, required=("question", "answer")):
         raise ValueError(f"{name} data is empty")
 
 
-def _encode_split(tokenizer, data, answers=None):
+def _encode_split(tokenizer, data, answers=None, fmt=DEFAULT_FORMAT):
     answers = list(data["answer"]) if answers is None else answers
-    enc = encode_pairs(tokenizer, data["question"], answers)
+    enc = encode_pairs(tokenizer, data["question"], answers, fmt=fmt)
     enc["index"] = torch.arange(len(answers))
     return enc
 
@@ -156,27 +156,27 @@ def _idk_answers(n: int, bank: list[str], seed: int) -> list[str]:
     return [bank[i] for i in rng.integers(0, len(bank), size=n)]
 
 
-def encode_parts(tokenizer, forget, retain, parts, *, idk=None, seed: int = 0,
-                 preferred_field: str = "perturbed_answer") -> dict[str, dict[str, torch.Tensor]]:
+def encode_parts(tokenizer, forget, retain, parts, *, idk=None, seed: int = 0, preferred_field: str = "perturbed_answer",
+                 fmt: PromptFormat = DEFAULT_FORMAT) -> dict[str, dict[str, torch.Tensor]]:
     """Encode, once, every batch part an objective asks for (see ``objectives.base.PARTS``).
 
     ``forget_idk`` / ``retain_idk`` pair each question with a refusal drawn (seeded) from the bank
     ``idk``; ``forget_alt`` with the first entry of ``forget[preferred_field]``. Each part holds
     ``input_ids``/``attention_mask``/``labels`` ``(N, L)`` and ``index`` ``(N,)``.
     """
-    data = {"forget": _encode_split(tokenizer, forget)}
+    data = {"forget": _encode_split(tokenizer, forget, fmt=fmt)}
     if "retain" in parts or "retain_idk" in parts:
-        data["retain"] = _encode_split(tokenizer, retain)
+        data["retain"] = _encode_split(tokenizer, retain, fmt=fmt)
     if "forget_idk" in parts or "retain_idk" in parts:
         bank = load_idk(idk)
         if "forget_idk" in parts:
-            data["forget_idk"] = _encode_split(tokenizer, forget, _idk_answers(len(forget), bank, seed))
+            data["forget_idk"] = _encode_split(tokenizer, forget, _idk_answers(len(forget), bank, seed), fmt)
         if "retain_idk" in parts:
-            data["retain_idk"] = _encode_split(tokenizer, retain, _idk_answers(len(retain), bank, seed + 1))
+            data["retain_idk"] = _encode_split(tokenizer, retain, _idk_answers(len(retain), bank, seed + 1), fmt)
     if "forget_alt" in parts:  # a preferred alternative answer per forget row (plain DPO)
         _check_data("forget", forget, ("question", preferred_field))
         alts = [a[0] if isinstance(a, list) else a for a in forget[preferred_field]]
-        data["forget_alt"] = _encode_split(tokenizer, forget, alts)
+        data["forget_alt"] = _encode_split(tokenizer, forget, alts, fmt)
     return data
 
 
@@ -208,7 +208,7 @@ def _probe_sets(forget, retain, probe_data, retain_probe_data, loop_hp):
 
 def unlearn(model, tokenizer, forget, retain=None, method: str = "ga", *, lora=None, idk=None,
             probe_data=None, retain_probe_data=None, progress: bool = True, output_dir=None, inplace: bool = False,
-            **hparams) -> UnlearnResult:
+            prompt_format=None, **hparams) -> UnlearnResult:
     """Unlearn ``forget`` from a copy of ``model`` with the objective ``method``.
 
     Parameters: ``forget``/``retain``: ``datasets.Dataset`` with ``question`` and ``answer``
@@ -217,6 +217,9 @@ def unlearn(model, tokenizer, forget, retain=None, method: str = "ga", *, lora=N
     strings or a file, for IDK objectives (default: the kit's bank). ``hparams``: the loop's
     (``steps``, ``lr``, ``batch_size``, ``seed``, ``probe_every``...) and the objective's
     (``beta``, ``alpha``...), validated with errors naming the parameter and its range.
+    ``prompt_format``: ``"plain"`` (default), ``"chat"`` (the tokenizer's chat template, for instruct
+    models), a dict of :class:`~unlearnkit.data.PromptFormat` fields or a PromptFormat: training
+    batches, the reference, the probes and sampling all use it; the manifest records it.
     ``output_dir``: if given, the result is saved there (a new folder, written atomically).
     ``inplace``: train ``model`` itself instead of a deep copy, saving one copy of the weights for
     big models; the object you passed is then changed (its weights, or under LoRA its modules, which
@@ -227,13 +230,14 @@ def unlearn(model, tokenizer, forget, retain=None, method: str = "ga", *, lora=N
     trigger.
     """
     obj, hp, obj_hp, req = _resolve(method, hparams, forget, retain)
+    fmt = PromptFormat.of(prompt_format)
     pf, pr = _probe_sets(forget, retain, probe_data, retain_probe_data, hp)
     seed, steps = hp["seed"], hp["steps"]
     set_seed(seed)
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
     recorder = ProbeRecorder(tokenizer, pf, pr, every=hp["probe_every"], max_new_tokens=hp["max_new_tokens"],
                              token_probes=hp["token_probes"], keep=hp["keep"], forget_threshold=hp["forget_threshold"],
-                             active=accelerator.is_main_process)
+                             active=accelerator.is_main_process, fmt=fmt)
 
     # setup: a copy of the model (unless inplace), the data encoded once, the reference without a copy
     work = model if inplace else copy.deepcopy(model)
@@ -241,7 +245,7 @@ def unlearn(model, tokenizer, forget, retain=None, method: str = "ga", *, lora=N
     if lora:
         work = wrap_lora(work, lora)
     data = encode_parts(tokenizer, forget, retain, req.parts, idk=idk, seed=seed,
-                        preferred_field=obj_hp.get("preferred_field", "perturbed_answer"))
+                        preferred_field=obj_hp.get("preferred_field", "perturbed_answer"), fmt=fmt)
     ref = None
     if req.ref:
         ref = AdapterReference(work) if lora else CachedReference.build(
@@ -250,7 +254,7 @@ def unlearn(model, tokenizer, forget, retain=None, method: str = "ga", *, lora=N
     work, opt, loader, sched = accelerator.prepare(work, *_optimizer(params, len(forget), hp))
     g = torch.Generator().manual_seed(seed + 1 + accelerator.process_index)
     ctx = ObjectiveContext(hp=obj_hp, ref=ref, tokenizer=tokenizer, generator=g, data=data,
-                           raw={"forget": forget, "retain": retain})
+                           raw={"forget": forget, "retain": retain}, fmt=fmt)
     bare = accelerator.unwrap_model(work)
     if recorder.record(bare, 0):
         accelerator.set_trigger()
@@ -318,7 +322,7 @@ def unlearn(model, tokenizer, forget, retain=None, method: str = "ga", *, lora=N
         log=pd.DataFrame(logs), stopped=stopped, kept_step=kept_step, token_probes=recorder.tokens,
         manifest=manifest(seed=seed, method=obj.name, lora=bool(lora), n_forget=len(forget),
                           n_retain=len(retain) if retain is not None else 0,
-                          base_model=getattr(model, "name_or_path", None)))
+                          base_model=getattr(model, "name_or_path", None), prompt_format=fmt.describe()))
     if output_dir is not None:
         result.save(output_dir)
     return result

@@ -24,6 +24,7 @@ import pandas as pd
 from datasets import Dataset
 from tqdm.auto import tqdm
 
+from ..data import DEFAULT_FORMAT, PromptFormat
 from ..registry import Param, Registry, UnknownNameError, resolve_params
 from ..scoring import generate, score_answers, score_pairs
 from ..world.loaders import DataError, check_dataset
@@ -200,6 +201,8 @@ class EvalContext:
     original: Any = None
     holdout: Any = None
     splits: dict = field(default_factory=dict)
+    #: how questions and answers become tokens (:class:`unlearnkit.data.PromptFormat`)
+    fmt: PromptFormat = DEFAULT_FORMAT
 
     def __repr__(self) -> str:
         model = getattr(self.model, "name_or_path", None) or type(self.model).__name__
@@ -227,7 +230,7 @@ class EvalContext:
         if key not in self.cache:
             self.cache[key] = generate(self.model, self.tokenizer, data["question"],
                                        max_new_tokens=self.opt("max_new_tokens"),
-                                       batch_size=self.opt("batch_size"))
+                                       batch_size=self.opt("batch_size"), fmt=self.fmt)
         return self.cache[key]
 
     def generation_tokens(self, split: str, data) -> list[list[str]]:
@@ -256,7 +259,7 @@ class EvalContext:
                 and "perturbed_answer" in cols:
             lists = [[p, *pert] for p, pert in zip(data["paraphrased_answer"], data["perturbed_answer"])]
             res = score_answers(self.model, self.tokenizer, data["question"], lists, batch_size=bs, prefix_share=share,
-                                max_batch_tokens=mbt)
+                                max_batch_tokens=mbt, fmt=self.fmt)
             self.cache[("score", split, "paraphrased_answer")] = {
                 k: np.array([r[k][0] for r in res]) for k in ("logprob", "n_tokens", "mean_nll", "prob")}
             self.cache[("score", split, "perturbed_answer")] = [{k: v[1:] for k, v in r.items()} for r in res]
@@ -264,10 +267,10 @@ class EvalContext:
         vals = data[column]
         if vals and isinstance(vals[0], list):
             self.cache[key] = score_answers(self.model, self.tokenizer, data["question"], vals, batch_size=bs,
-                                            prefix_share=share, max_batch_tokens=mbt)
+                                            prefix_share=share, max_batch_tokens=mbt, fmt=self.fmt)
         else:
             self.cache[key] = score_pairs(self.model, self.tokenizer, data["question"], vals, batch_size=bs,
-                                          max_batch_tokens=mbt)
+                                          max_batch_tokens=mbt, fmt=self.fmt)
         return self.cache[key]
 
 
@@ -302,7 +305,7 @@ def _skip(mname: str, why: str):
 
 
 def evaluate(model, tokenizer, data, metrics=None, *, reference=None, original=None, holdout=None,
-             model_name: str | None = None, progress: bool = True, **options) -> pd.DataFrame:
+             model_name: str | None = None, progress: bool = True, prompt_format=None, **options) -> pd.DataFrame:
     """Evaluate ``model`` on ``data`` with the named metrics or suites; returns one tidy DataFrame.
 
     ``data``: a :class:`~unlearnkit.world.World` (its forget, retain and world_facts splits; its
@@ -314,6 +317,10 @@ def evaluate(model, tokenizer, data, metrics=None, *, reference=None, original=N
     ``reference``: the retain model ``(model, tokenizer)`` (forget quality, PrivLeak, reference MIA).
     ``original``: the model before unlearning ``(model, tokenizer)`` (squeezing).
     ``holdout``: a ``Dataset`` of never-trained rows (overrides the World's / dict's).
+    ``prompt_format``: ``"plain"`` (default: ``Question: ...\nAnswer:``), ``"chat"`` (the tokenizer's
+    chat template, as instruct TOFU models were trained), a dict of
+    :class:`~unlearnkit.data.PromptFormat` fields (``system_prompt``, ``date_string``...) or a
+    PromptFormat; recorded in the table's ``attrs["prompt_format"]``.
     ``options``: evaluation options (:data:`OPTIONS`, listed with defaults and ranges in
     ``docs/metrics.md``: ``max_new_tokens``, ``batch_size``, ``prefix_share``, ``nli_model``,
     ``embedding_model``, ``mia_k``...); an unknown or out-of-range option raises, naming it.
@@ -326,8 +333,9 @@ def evaluate(model, tokenizer, data, metrics=None, *, reference=None, original=N
     options = {k: v for k, v in resolve_params("evaluate", OPTIONS, options).items() if k in options}
     picked = _resolve(metrics)
     splits = _as_splits(data)
+    fmt = PromptFormat.of(prompt_format)
     ctx = EvalContext(model, tokenizer, reference, options, original=original,
-                      holdout=_holdout_of(data, splits, holdout), splits=splits)
+                      holdout=_holdout_of(data, splits, holdout), splits=splits, fmt=fmt)
     for name, d in {**splits, **({"holdout": ctx.holdout} if ctx.holdout is not None else {})}.items():
         check_dataset(d, f"split {name!r}")
     todo = []
@@ -383,7 +391,9 @@ def evaluate(model, tokenizer, data, metrics=None, *, reference=None, original=N
     out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["split", "metric", "id", "value"])
     out.insert(0, "model", model_name or getattr(model, "name_or_path", None) or type(model).__name__)
     front = ["model", "split", "metric", "id", "value"]
-    return out[front + [c for c in out.columns if c not in front]]
+    out = out[front + [c for c in out.columns if c not in front]]
+    out.attrs["prompt_format"] = fmt.describe()
+    return out
 
 
 def summarize(df: pd.DataFrame) -> pd.DataFrame:

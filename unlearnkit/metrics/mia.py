@@ -129,7 +129,7 @@ def mia_stats(ctx: EvalContext, key: str, data) -> dict:
     else:
         texts = [a.strip() for a in data["answer"]]
         s = score_pairs(ctx.model, ctx.tokenizer, data["question"], data["answer"], batch_size=bs, token_stats=True,
-                        max_batch_tokens=mbt)
+                        max_batch_tokens=mbt, fmt=ctx.fmt)
         drop = 1 if ctx.tokenizer.eos_token_id is not None else 0
 
     def cut(v):
@@ -236,7 +236,7 @@ def _reference_context(ctx: EvalContext) -> EvalContext:
         if not (isinstance(ref, (tuple, list)) and len(ref) == 2):
             raise MissingInputError("the reference must be (retain_model, tokenizer) here, got "
                                     f"{type(ref).__name__}")
-        ctx.cache["reference_ctx"] = EvalContext(ref[0], ref[1], options=ctx.options)
+        ctx.cache["reference_ctx"] = EvalContext(ref[0], ref[1], options=ctx.options, fmt=ctx.fmt)
     return ctx.cache["reference_ctx"]
 
 
@@ -296,7 +296,7 @@ def gradnorm_scores(ctx: EvalContext, key: str, data) -> np.ndarray:
             ids = torch.tensor([tok(t, add_special_tokens=True)["input_ids"][:max_len]])
             encs.append({"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids.clone()})
     else:
-        encs = [encode_pairs(tok, [q], [a]) for q, a in zip(data["question"], data["answer"])]
+        encs = [encode_pairs(tok, [q], [a], fmt=ctx.fmt) for q, a in zip(data["question"], data["answer"])]
     params = [q for q in model.parameters() if q.requires_grad]
     enabled = []
     if not params:

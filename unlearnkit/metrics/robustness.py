@@ -195,8 +195,8 @@ option("prefix_fraction", 0.5, "prefix_probe: fraction of the answer's words giv
 def _prob_and_rouge(model, tokenizer, questions, answers, ctx):
 
     bs = ctx.opt("batch_size")
-    p = score_pairs(model, tokenizer, questions, answers, batch_size=bs)["prob"]
-    gens = generate(model, tokenizer, questions, max_new_tokens=ctx.opt("max_new_tokens"), batch_size=bs)
+    p = score_pairs(model, tokenizer, questions, answers, batch_size=bs, fmt=ctx.fmt)["prob"]
+    gens = generate(model, tokenizer, questions, max_new_tokens=ctx.opt("max_new_tokens"), batch_size=bs, fmt=ctx.fmt)
     return p, rouge_recall(answers, gens), gens
 
 
@@ -282,9 +282,9 @@ def paraphrase_probe(ctx, split, data):
     key = ("gen_paraphrased_question", split)
     if key not in ctx.cache:
         ctx.cache[key] = generate(ctx.model, ctx.tokenizer, pq, max_new_tokens=ctx.opt("max_new_tokens"),
-                                  batch_size=bs)
+                                  batch_size=bs, fmt=ctx.fmt)
     gens = ctx.cache[key]
-    prob = score_pairs(ctx.model, ctx.tokenizer, pq, data["answer"], batch_size=bs)["prob"]
+    prob = score_pairs(ctx.model, ctx.tokenizer, pq, data["answer"], batch_size=bs, fmt=ctx.fmt)["prob"]
     return pd.DataFrame({"id": row_ids(data), "value": rouge_recall(data["answer"], gens), "prob": prob,
                          "generation": gens})
 
@@ -302,9 +302,7 @@ def prefix_probe(ctx, split, data):
     prefixes, rests, prompts = [], [], []
     for q, a, v in zip(data["question"], data["answer"], values):
         pre, rest = answer_prefix(a, str(v) if v is not None else None, frac)
-        ids = tok(DEFAULT_FORMAT.prompt(q, tok), add_special_tokens=True)["input_ids"]
-        if pre:
-            ids = ids + tok(DEFAULT_FORMAT.answer_prefix + pre, add_special_tokens=False)["input_ids"]
+        ids = ctx.fmt.prefix_ids(q, pre, tok) if pre else ctx.fmt.prompt_ids(q, tok)
         prefixes.append(pre)
         rests.append(rest)
         prompts.append(ids)

@@ -106,7 +106,7 @@ def _reference_truth_ratios(ctx, data) -> np.ndarray | None:
 
     if isinstance(ref, np.ndarray):
         return ref
-    rctx = EvalContext(ref[0], ref[1], options=ctx.options)
+    rctx = EvalContext(ref[0], ref[1], options=ctx.options, fmt=ctx.fmt)
     return _truth_ratio_values(rctx, "forget", data)
 
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from ..data import IGNORE
+from ..data import DEFAULT_FORMAT, IGNORE, PromptFormat
 from ..losses import (  # noqa: F401  (the toolbox objective modules import from here)
     forward,
     kl_ref_to_model,
@@ -139,6 +139,7 @@ class ObjectiveContext:
     generator: torch.Generator | None = None
     data: dict = field(default_factory=dict)  # encoded splits (part name -> tensors), see train.py
     raw: dict = field(default_factory=dict)  # the datasets themselves ("forget", "retain"), e.g. for BS-S prompts
+    fmt: PromptFormat = DEFAULT_FORMAT  # how questions and answers become tokens (e.g. for BS-S samples)
 
 
 # -- retain regularizers, shared by every composite objective ------------------------------------

@@ -158,8 +158,8 @@ def _refresh(model, batch, ctx):
     max_new = hp["sample_max_new_tokens"]
     max_pos = getattr(getattr(gm, "config", None), "max_position_embeddings", None)
     if isinstance(max_pos, int):
-        max_new = max(1, min(max_new, max_pos - encode_prompts(tok, qs)["input_ids"].shape[1]))
-    texts = generate(gm, tok, qs, max_new_tokens=max_new, do_sample=True,
+        max_new = max(1, min(max_new, max_pos - encode_prompts(tok, qs, fmt=ctx.fmt)["input_ids"].shape[1]))
+    texts = generate(gm, tok, qs, max_new_tokens=max_new, do_sample=True, fmt=ctx.fmt,
                      temperature=hp["temperature"], num_return_sequences=n,
                      seed=hp["sample_seed"] * 1_000_003 + ctx.step)
     live_ref = ctx.ref is not None and getattr(ctx.ref, "live", False)
@@ -168,7 +168,7 @@ def _refresh(model, batch, ctx):
         samples = [s for s in texts[j * n:(j + 1) * n] if s.strip()]
         entry = {"step": ctx.step, "samples": samples, "ref": None}
         if samples and hp["base"] == "npo":
-            enc = _to(encode_pairs(tok, [st["questions"][i]] * len(samples), samples), dev)
+            enc = _to(encode_pairs(tok, [st["questions"][i]] * len(samples), samples, fmt=ctx.fmt), dev)
             if live_ref:  # the adapter disabled under LoRA: the exact reference
                 entry["ref"] = ctx.ref.seq_logprob("forget_sampled", enc).float().cpu()
                 entry["ref_source"] = "reference"
@@ -251,7 +251,7 @@ def bs_s(model, batch, ctx):
             refs.append(e["ref"])
     parts = {"forget_target": float(l_u.detach()), "n_samples": len(ans), "resampled": n_new}
     if ans:
-        enc = _to(encode_pairs(ctx.tokenizer, qs, ans), f["input_ids"].device)
+        enc = _to(encode_pairs(ctx.tokenizer, qs, ans, fmt=ctx.fmt), f["input_ids"].device)
         l_s = _base_loss(model, enc, base, beta, torch.cat(refs) if base == "npo" else None)
         lf = (1 - hp["lam"]) * l_u + hp["lam"] * l_s
         parts["forget_sampled"] = float(l_s.detach())
