@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import ast
 import sys
+from pathlib import Path
 
 
 def _value(text: str):
@@ -39,9 +40,13 @@ def _sets(pairs) -> dict:
 def _data(args):
     import unlearnkit as uk
 
-    if args.tofu:
-        return None, {"forget": uk.load_tofu(args.tofu, args.forget_split),
-                      "retain": uk.load_tofu(args.tofu, "retain_perturbed")}
+    if args.tofu:  # TOFU's evaluation set: the forget split, retain, real authors, world facts (, holdout)
+        data = {args.forget_split: uk.load_tofu(args.tofu, args.forget_split),
+                "retain_perturbed": uk.load_tofu(args.tofu, "retain_perturbed")}
+        for name in ("real_authors_perturbed", "world_facts_perturbed", args.holdout_split):
+            if name and any((Path(args.tofu) / f"{name}{ext}").exists() for ext in (".json", ".jsonl", ".parquet")):
+                data[name] = uk.load_tofu(args.tofu, name)
+        return None, data
     world = uk.make_world(seed=args.world_seed, quick=args.quick)
     return world, {"forget": world.forget, "retain": world.retain, "world_facts": world.world_facts}
 
@@ -65,6 +70,12 @@ def main(argv=None) -> int:
     common.add_argument("--forget-split", default="forget01_perturbed")
     common.add_argument("--quick", action="store_true", help="the small world used by tests")
     common.add_argument("--world-seed", type=int, default=0)
+    common.add_argument("--holdout-split", default=None,
+                        help="with --tofu: a holdout file (e.g. holdout01_perturbed) for membership inference")
+    common.add_argument("--chat-template", action="store_true",
+                        help="format prompts with the tokenizer's chat template (instruct models; default: plain)")
+    common.add_argument("--system-prompt", help="with --chat-template: a system message")
+    common.add_argument("--date-string", help="with --chat-template: the date templates such as Llama 3's print")
     sub.add_parser("list", help="registered objectives, metrics and suites")
     r = sub.add_parser("run", parents=[common], help="unlearn, evaluate and save")
     r.add_argument("--method", default="ga")
@@ -96,17 +107,24 @@ def main(argv=None) -> int:
         print("metrics:   ", ", ".join(uk.list_metrics()))
         print("suites:    ", ", ".join(SUITES))
         return 0
+    if (args.system_prompt or args.date_string) and not args.chat_template:
+        raise SystemExit("--system-prompt and --date-string need --chat-template")
+    fmt = uk.data.PromptFormat(chat=True, system_prompt=args.system_prompt, date_string=args.date_string) \
+        if args.chat_template else None
     world, data = _data(args)
     model, tok = _model(args, world)
+    forget_name = next(s for s in data if uk.metrics.infer_role(s) == "forget")
+    retain_name = next((s for s in data if uk.metrics.infer_role(s) == "retain"), None)
     if args.cmd == "run":
         hp = _sets(args.set)
         for k in ("steps", "lr", "seed"):
             if getattr(args, k) is not None:
                 hp[k] = getattr(args, k)
-        res = uk.unlearn(model, tok, data["forget"], data.get("retain"), method=args.method, lora=args.lora or None,
-                         output_dir=args.out, **hp)
+        res = uk.unlearn(model, tok, data[forget_name], data.get(retain_name), method=args.method,
+                         lora=args.lora or None, output_dir=args.out, prompt_format=fmt, **hp)
         print(res)
-        print(uk.summarize(uk.evaluate(res.model, tok, data, ["probability", "rouge"])).to_string(index=False))
+        print(uk.summarize(uk.evaluate(res.model, tok, data, ["probability", "rouge"], prompt_format=fmt))
+              .to_string(index=False))
         return 0
     if args.cmd == "evaluate":
         if args.reference:
@@ -114,7 +132,8 @@ def main(argv=None) -> int:
         else:
             ref = uk.retain_model(world) if world is not None else None
         holdout = world.split("holdout") if world is not None else None
-        df = uk.evaluate(model, tok, data, args.metrics, reference=ref, holdout=holdout, **_sets(args.set))
+        df = uk.evaluate(model, tok, data, args.metrics, reference=ref, holdout=holdout, prompt_format=fmt,
+                         **_sets(args.set))
         if args.out:
             from unlearnkit.io import atomic_write_text
 
@@ -125,7 +144,7 @@ def main(argv=None) -> int:
         from unlearnkit.sweep import grid, sweep
 
         configs = [{**c, **_sets(args.set)} for c in grid(method=args.methods, seed=args.seeds)]
-        df = sweep(model, tok, data["forget"], data.get("retain"), configs, args.out)
+        df = sweep(model, tok, data[forget_name], data.get(retain_name), configs, args.out)
         print(df.to_string(index=False))
         return 0
     return 1

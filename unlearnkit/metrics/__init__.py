@@ -11,20 +11,23 @@ mia_min_k_plus_plus, mia_reference, mia_gradnorm, privleak), ``squeeze`` (squeez
 from ..scoring import generate, generate_from_ids, score_answers, score_pairs, score_texts
 from . import closer_look, collapse, mia, muse, robustness, squeezing, tofu  # noqa: F401  (registers)
 from .base import (
-                   METRICS,
-                   NEEDS,
-                   OPTIONS,
-                   SUITES,
-                   EvalContext,
-                   Metric,
-                   MissingInputError,
-                   evaluate,
-                   get_metric,
-                   list_metrics,
-                   metric,
-                   option,
-                   resolve_metrics,
-                   summarize,
+    METRICS,
+    NEEDS,
+    OPTIONS,
+    ROLES,
+    SUITES,
+    EvalContext,
+    Metric,
+    MissingInputError,
+    evaluate,
+    get_metric,
+    infer_role,
+    list_metrics,
+    metric,
+    option,
+    resolve_metrics,
+    split_roles,
+    summarize,
 )
 from .catalog import metrics_markdown, metrics_table
 from .closer_look import (
@@ -64,7 +67,7 @@ from .squeezing import (
 )
 from .tofu import aggregate_truth_ratio, forget_quality_value, harmonic_mean, rouge_recall, truth_ratio_raw
 
-__all__ = ["METRICS", "NEEDS", "OPTIONS", "option", "SUITES", "EvalContext", "Metric", "MissingInputError", "evaluate", "get_metric",
+__all__ = ["METRICS", "ROLES", "infer_role", "split_roles", "NEEDS", "OPTIONS", "option", "SUITES", "EvalContext", "Metric", "MissingInputError", "evaluate", "get_metric",
            "list_metrics", "metric", "resolve_metrics", "summarize", "generate", "generate_from_ids", "score_answers",
            "score_pairs", "score_texts", "aggregate_truth_ratio", "forget_quality_value", "harmonic_mean",
            "rouge_recall", "truth_ratio_raw", "token_entropy_value", "cosine_scores", "entailment_values",

@@ -14,6 +14,8 @@ option or field) when it was asked for by name.
 
 from __future__ import annotations
 
+import logging
+import re
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,8 +34,49 @@ from ..world.loaders import DataError, check_dataset
 METRICS: Registry[Metric] = Registry("metric")
 SUITES: dict[str, list[str]] = {}
 
-#: split names that hold knowledge the model should keep; metrics registered ``forget_only`` skip them
+#: what a split is for, whatever it is called: the role decides truth-ratio aggregation, option
+#: normalisation, model utility's components, the MIA holdout and which metrics run on it
+ROLES = ("forget", "retain", "real_authors", "world_facts", "holdout")
+#: roles that hold knowledge the model should keep; metrics registered ``forget_only`` skip them
 NON_FORGET_SPLITS = ("retain", "world_facts", "real_authors", "holdout")
+_ROLE_NAMES = [(re.compile(r"^forget(\d+)?(_perturbed)?$"), "forget"),
+               (re.compile(r"^retain(\d+)?(_perturbed)?$"), "retain"),
+               (re.compile(r"^real_authors(_perturbed)?$"), "real_authors"),
+               (re.compile(r"^world_facts(_perturbed)?$"), "world_facts"),
+               (re.compile(r"^holdout(\d+)?(_perturbed)?$"), "holdout")]
+log = logging.getLogger("unlearnkit")
+
+
+def infer_role(name: str) -> str | None:
+    """The role of a split from its name (a role itself, or TOFU's file names: ``forget01``,
+    ``retain_perturbed``, ``real_authors_perturbed``, ``world_facts_perturbed``, ``holdout10``...);
+    None when the name says nothing (such a split is scored as before roles existed: every metric,
+    model utility included)."""
+    for pat, role in _ROLE_NAMES:
+        if pat.match(str(name)):
+            return role
+    return None
+
+
+def split_roles(splits, roles: dict | None = None) -> dict:
+    """``{split name: role or None}``: ``roles`` as given (each checked against :data:`ROLES`), the
+    others inferred from their names with a logged message where the name is not the role itself."""
+    roles = dict(roles or {})
+    unknown = sorted(set(roles) - set(splits))
+    if unknown:
+        raise ValueError(f"roles names split(s) {unknown} that are not in the data; splits: {list(splits)}")
+    for name, role in roles.items():
+        if role not in ROLES:
+            raise ValueError(f"roles[{name!r}] = {role!r} is not a role; valid roles: {', '.join(ROLES)}")
+    out = {}
+    for name in splits:
+        if name in roles:
+            out[name] = roles[name]
+            continue
+        out[name] = infer_role(name)
+        if out[name] is not None and out[name] != name:
+            log.info("split %r has role %r (inferred from its name; pass roles={...} to set it)", name, out[name])
+    return out
 
 
 #: every option :func:`evaluate` accepts: name -> :class:`~unlearnkit.registry.Param` (default, what it
@@ -120,8 +163,9 @@ class Metric:
     def missing_needs(self, ctx) -> list[str]:
         return [n for n in sorted(self.needs) if not NEEDS[n][0](ctx)]
 
-    def applies_to(self, split: str) -> bool:
-        return not (self.forget_only and split in NON_FORGET_SPLITS)
+    def applies_to(self, role: str | None) -> bool:
+        """Whether this metric runs on a split of ``role`` (``forget_only`` metrics skip the others)."""
+        return not (self.forget_only and role in NON_FORGET_SPLITS)
 
     def __repr__(self):
         return f"<metric {self.name} [{', '.join(self.suites)}]: {self.formula}; higher = {self.direction}>"
@@ -203,6 +247,16 @@ class EvalContext:
     splits: dict = field(default_factory=dict)
     #: how questions and answers become tokens (:class:`unlearnkit.data.PromptFormat`)
     fmt: PromptFormat = DEFAULT_FORMAT
+    #: split name -> role (:data:`ROLES`, or None when the name says nothing)
+    roles: dict = field(default_factory=dict)
+
+    def role(self, split: str) -> str | None:
+        """The role of ``split``: as given to :func:`evaluate`, else inferred from its name."""
+        return self.roles[split] if split in self.roles else infer_role(split)
+
+    def split_of(self, role: str) -> str | None:
+        """The name of the first split with ``role`` (None if there is none)."""
+        return next((s for s in self.splits if self.role(s) == role), None)
 
     def __repr__(self) -> str:
         model = getattr(self.model, "name_or_path", None) or type(self.model).__name__
@@ -285,10 +339,11 @@ def _as_splits(data) -> dict:
     raise TypeError(f"data must be a World, a datasets.Dataset or a dict of them, got {type(data).__name__}")
 
 
-def _holdout_of(data, splits, given):
-    """The membership-inference holdout; a dict's ``"holdout"`` entry is taken out of ``splits``
-    (it is the MIA baseline, not a split to score: TOFU's model utility would count it)."""
-    entry = splits.pop("holdout", None)
+def _holdout_of(data, splits, given, roles):
+    """The membership-inference holdout; a dict's split with role ``holdout`` is taken out of
+    ``splits`` (it is the MIA baseline, not a split to score: TOFU's model utility would count it)."""
+    name = next((s for s in splits if roles.get(s) == "holdout"), None)
+    entry = splits.pop(name) if name is not None else None
     if given is not None:
         return given
     if hasattr(data, "split") and hasattr(data, "table") and hasattr(data, "config"):
@@ -305,7 +360,8 @@ def _skip(mname: str, why: str):
 
 
 def evaluate(model, tokenizer, data, metrics=None, *, reference=None, original=None, holdout=None,
-             model_name: str | None = None, progress: bool = True, prompt_format=None, **options) -> pd.DataFrame:
+             model_name: str | None = None, progress: bool = True, prompt_format=None, roles=None,
+             **options) -> pd.DataFrame:
     """Evaluate ``model`` on ``data`` with the named metrics or suites; returns one tidy DataFrame.
 
     ``data``: a :class:`~unlearnkit.world.World` (its forget, retain and world_facts splits; its
@@ -317,6 +373,11 @@ def evaluate(model, tokenizer, data, metrics=None, *, reference=None, original=N
     ``reference``: the retain model ``(model, tokenizer)`` (forget quality, PrivLeak, reference MIA).
     ``original``: the model before unlearning ``(model, tokenizer)`` (squeezing).
     ``holdout``: a ``Dataset`` of never-trained rows (overrides the World's / dict's).
+    ``roles``: ``{split name: role}`` with roles from :data:`ROLES` (forget, retain, real_authors,
+    world_facts, holdout); splits not named there get their role from their name (TOFU's file
+    names included: ``forget01``, ``retain_perturbed``...), with a logged message. The role, not
+    the name, decides truth-ratio aggregation, option normalisation and model utility; the
+    result's ``role`` column says which role each row was scored under.
     ``prompt_format``: ``"plain"`` (default: ``Question: ...\nAnswer:``), ``"chat"`` (the tokenizer's
     chat template, as instruct TOFU models were trained), a dict of
     :class:`~unlearnkit.data.PromptFormat` fields (``system_prompt``, ``date_string``...) or a
@@ -334,8 +395,9 @@ def evaluate(model, tokenizer, data, metrics=None, *, reference=None, original=N
     picked = _resolve(metrics)
     splits = _as_splits(data)
     fmt = PromptFormat.of(prompt_format)
+    role_of = split_roles(splits, roles)
     ctx = EvalContext(model, tokenizer, reference, options, original=original,
-                      holdout=_holdout_of(data, splits, holdout), splits=splits, fmt=fmt)
+                      holdout=_holdout_of(data, splits, holdout, role_of), splits=splits, fmt=fmt, roles=role_of)
     for name, d in {**splits, **({"holdout": ctx.holdout} if ctx.holdout is not None else {})}.items():
         check_dataset(d, f"split {name!r}")
     todo = []
@@ -352,7 +414,7 @@ def evaluate(model, tokenizer, data, metrics=None, *, reference=None, original=N
             todo.append((m, None, named))
             continue
         for split, d in splits.items():
-            if not m.applies_to(split):
+            if not m.applies_to(ctx.role(split)):
                 continue
             missing_f = m.missing_fields(d)
             if missing_f and not named:
@@ -392,6 +454,7 @@ def evaluate(model, tokenizer, data, metrics=None, *, reference=None, original=N
     out.insert(0, "model", model_name or getattr(model, "name_or_path", None) or type(model).__name__)
     front = ["model", "split", "metric", "id", "value"]
     out = out[front + [c for c in out.columns if c not in front]]
+    out["role"] = [ctx.role(s) if s in splits else (infer_role(s) or "") for s in out["split"]]
     out.attrs["prompt_format"] = fmt.describe()
     return out
 
@@ -405,17 +468,18 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for (model, split, mname), g in df.groupby(["model", "split", "metric"], sort=False):
         m = METRICS.get(mname) if mname in METRICS else None
+        role = g["role"].iloc[0] if "role" in g.columns and g["role"].iloc[0] else infer_role(split)
         vals = g["value"].to_numpy(dtype=float)
         agg_rows = g[g["id"] == -1] if "id" in g.columns else g.iloc[:0]
         if m is None or not m.per_example:
             if len(agg_rows):
                 value = float(agg_rows["value"].iloc[0])
             elif m is not None and len(vals):
-                value = m.aggregate(split, vals)
+                value = m.aggregate(role, vals)
             else:
                 value = float(vals[0]) if len(vals) else np.nan
         else:
-            value = m.aggregate(split, vals)
+            value = m.aggregate(role, vals)
         rows.append({"model": model, "split": split, "metric": mname, "value": value, "n": len(g),
                      "direction": m.direction if m else ""})
     return pd.DataFrame(rows)

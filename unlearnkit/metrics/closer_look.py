@@ -306,11 +306,12 @@ def entailment_score(ctx, split, data):
         ctx.require("nli_model", "entailment_score")
     gens = ctx.generations(split, data)
     gts = _ground_truth(data)
-    prem, hyp = nli_pairs(split, [g or "." for g in gens], gts, ctx.opt("entailment_order"))
+    prem, hyp = nli_pairs(ctx.role(split) or split, [g or "." for g in gens], gts, ctx.opt("entailment_order"))
     labels = nli_labels(str(path), prem, hyp, batch_size=ctx.opt("nli_batch_size"), device=_device_name(ctx.model))
     rr = rouge_recall(gts, gens)
     vals, labs = entailment_values(labels, rr, ctx.opt("entailment_rouge_threshold"))
-    premise = "generation" if generation_is_premise(split, ctx.opt("entailment_order")) else "ground_truth"
+    premise = "generation" if generation_is_premise(ctx.role(split) or split, ctx.opt("entailment_order")) \
+        else "ground_truth"
     return pd.DataFrame({"id": row_ids(data), "value": vals, "label": labs, "rouge_recall": rr, "generation": gens,
                          "premise": premise})
 

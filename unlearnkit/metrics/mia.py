@@ -162,6 +162,8 @@ def attack_scores(ctx: EvalContext, key: str, data, attack: str) -> np.ndarray:
 
 def _member_and_holdout(ctx: EvalContext, splits: dict, name: str):
     member = ctx.opt("mia_member_split")
+    if member == "forget" and member not in splits:  # the default: the split whose role is forget
+        member = ctx.split_of("forget") or member
     if member not in splits:
         raise DataError(f"metric {name!r} compares split {member!r} (option mia_member_split) with the holdout, "
                         f"but the data has only: {', '.join(splits)}")

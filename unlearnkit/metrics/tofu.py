@@ -3,7 +3,7 @@
 Conventions chosen (spec B0-B6), stated once here and in each docstring:
 
 * probability: ``P̄(a|q) = exp(-NLL_sum/T)``, T counting answer tokens and EOS (OpenUnlearning).
-  On splits named ``world_facts`` / ``real_authors`` it is normalized over the options,
+  On splits whose role is ``world_facts`` / ``real_authors`` it is normalized over the options,
   ``P̄(a) / (P̄(a) + Σ_j P̄(â_j))`` (TOFU B2).
 * rouge: ROUGE-L **recall** of the greedy answer against the true answer (``rouge-score`` with
   the stemmer, ``scorer.score(gt, gen)``), as TOFU reports it.
@@ -67,7 +67,7 @@ def aggregate_truth_ratio(split: str, r: np.ndarray, forget_variant: str = "clos
 def probability(ctx, split, data):
     s = ctx.scores(split, data, "answer")
     p = s["prob"]
-    if split in NORMALIZED_SPLITS and "perturbed_answer" in data.column_names:
+    if ctx.role(split) in NORMALIZED_SPLITS and "perturbed_answer" in data.column_names:
         pert = ctx.scores(split, data, "perturbed_answer")
         p = p / (p + np.array([x["prob"].sum() for x in pert]))
     return pd.DataFrame({"id": data["id"], "value": p, "mean_nll": s["mean_nll"], "n_tokens": s["n_tokens"]})
@@ -101,7 +101,8 @@ def _reference_truth_ratios(ctx, data) -> np.ndarray | None:
     if ref is None:
         return None
     if isinstance(ref, pd.DataFrame):
-        rows = ref[(ref.metric == "truth_ratio") & (ref.split == "forget")]
+        is_forget = ref.role == "forget" if "role" in ref.columns else ref.split == "forget"
+        rows = ref[(ref.metric == "truth_ratio") & is_forget]
         return rows.value.to_numpy(float) if len(rows) else None
 
     if isinstance(ref, np.ndarray):
@@ -120,19 +121,19 @@ def forget_quality_value(model_tr: np.ndarray, retain_tr: np.ndarray) -> float:
         source="TOFU (Maini et al. 2024), spec B5", fields=("question", "answer", "perturbed_answer"),
         needs=("retain_model",))
 def forget_quality(ctx, splits):
-    if "forget" not in splits:
+    name = ctx.split_of("forget")
+    if name is None:
         return None
-    data = splits["forget"]
-
-    get_metric("forget_quality").check_fields(data, "forget")
+    data = splits[name]
+    get_metric("forget_quality").check_fields(data, name)
     ref = _reference_truth_ratios(ctx, data)
     if ref is None:
 
         warnings.warn("forget_quality needs reference=(retain_model, tokenizer); skipped", stacklevel=3)
         return None
-    mine = _truth_ratio_values(ctx, "forget", data)
+    mine = _truth_ratio_values(ctx, name, data)
     p = forget_quality_value(mine, ref)
-    return pd.DataFrame([{"split": "forget", "value": p, "log10": float(np.log10(max(p, 1e-300)))}])
+    return pd.DataFrame([{"split": name, "value": p, "log10": float(np.log10(max(p, 1e-300)))}])
 
 
 def harmonic_mean(values) -> float:
@@ -148,14 +149,14 @@ def harmonic_mean(values) -> float:
         source="TOFU get_model_utility; OpenUnlearning hm_aggregate", fields=("question", "answer", "perturbed_answer"))
 def model_utility(ctx, splits):
     comps = {}
-    for split, data in splits.items():
-        if split == "forget":
-            continue
+    kept = [s for s in splits if ctx.role(s) != "forget"]
+    for split in kept:
+        data = splits[split]
         comps[f"{split}/probability"] = float(np.mean(probability(ctx, split, data).value))
         comps[f"{split}/rouge"] = float(np.mean(rouge(ctx, split, data).value))
         if "perturbed_answer" in data.column_names:
-            comps[f"{split}/truth_ratio"] = aggregate_truth_ratio(split, _truth_ratio_values(ctx, split, data))
+            comps[f"{split}/truth_ratio"] = aggregate_truth_ratio(ctx.role(split), _truth_ratio_values(ctx, split, data))
     if not comps:
         return None
-    return pd.DataFrame([{"split": "+".join(s for s in splits if s != "forget"), "value": harmonic_mean(list(comps.values())),
+    return pd.DataFrame([{"split": "+".join(kept), "value": harmonic_mean(list(comps.values())),
                           "components": comps}])
