@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import torch
 from accelerate import Accelerator
-from accelerate.utils import set_seed
+from accelerate.utils import DistributedType, set_seed
 from tqdm.auto import tqdm
 
 from .data import DEFAULT_FORMAT, PromptFormat, encode_pairs, select
@@ -56,6 +56,10 @@ LOOP_PARAMS = {
                                 "need reference token log-probs (KL, UNDIAL: N x L x vocabulary floats); larger "
                                 "raises before training (use lora=True: a live reference, no cache)", low=0.0,
                                 low_open=True),
+    "mixed_precision": Param("no", "accelerate's mixed precision: 'bf16' or 'fp16' on GPUs ('no' on CPUs)",
+                             choices=("no", "bf16", "fp16")),
+    "gradient_checkpointing": Param(False, "recompute activations in the backward pass (less memory, ~30% "
+                                    "more compute; for big models on GPUs)"),
     "seed": Param(0, "seed for data order, sampling and initialisation"),
 }
 
@@ -234,7 +238,7 @@ def unlearn(model, tokenizer, forget, retain=None, method: str = "ga", *, lora=N
     pf, pr = _probe_sets(forget, retain, probe_data, retain_probe_data, hp)
     seed, steps = hp["seed"], hp["steps"]
     set_seed(seed)
-    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    accelerator = _accelerator(hp, req)
     recorder = ProbeRecorder(tokenizer, pf, pr, every=hp["probe_every"], max_new_tokens=hp["max_new_tokens"],
                              token_probes=hp["token_probes"], keep=hp["keep"], forget_threshold=hp["forget_threshold"],
                              active=accelerator.is_main_process, fmt=fmt)
@@ -244,22 +248,24 @@ def unlearn(model, tokenizer, forget, retain=None, method: str = "ga", *, lora=N
     work.train()
     if lora:
         work = wrap_lora(work, lora)
+    if hp["gradient_checkpointing"]:
+        work.gradient_checkpointing_enable()
     data = encode_parts(tokenizer, forget, retain, req.parts, idk=idk, seed=seed,
                         preferred_field=obj_hp.get("preferred_field", "perturbed_answer"), fmt=fmt)
     ref = None
     if req.ref:
         ref = AdapterReference(work) if lora else CachedReference.build(
             work, data, req.ref, max_bytes=hp["reference_cache_gb"] * 2**30)
-    params = [p for p in work.parameters() if p.requires_grad]
-    work, opt, loader, sched = accelerator.prepare(work, *_optimizer(params, len(forget), hp))
     g = torch.Generator().manual_seed(seed + 1 + accelerator.process_index)
     ctx = ObjectiveContext(hp=obj_hp, ref=ref, tokenizer=tokenizer, generator=g, data=data,
                            raw={"forget": forget, "retain": retain}, fmt=fmt)
+    if obj.setup is not None:  # before DDP wraps the model: it may freeze parameters
+        obj.setup(work, ctx)
+    params = [p for p in work.parameters() if p.requires_grad]
+    work, opt, loader, sched = accelerator.prepare(work, *_optimizer(params, len(forget), hp))
     bare = accelerator.unwrap_model(work)
     if recorder.record(bare, 0):
         accelerator.set_trigger()
-    if obj.setup is not None:
-        obj.setup(bare, ctx)
 
     # the loop: one batch of forget rows (epochs in order) and random retain rows per step
     logs, stopped, diverged, step = [], None, False, 0
@@ -323,9 +329,25 @@ def unlearn(model, tokenizer, forget, retain=None, method: str = "ga", *, lora=N
         manifest=manifest(seed=seed, method=obj.name, lora=bool(lora), n_forget=len(forget),
                           n_retain=len(retain) if retain is not None else 0,
                           base_model=getattr(model, "name_or_path", None), prompt_format=fmt.describe()))
-    if output_dir is not None:
+    if output_dir is not None and accelerator.is_main_process:  # one writer
         result.save(output_dir)
+    accelerator.wait_for_everyone()
     return result
+
+
+def _accelerator(hp: dict, req) -> Accelerator:
+    """The run's :class:`accelerate.Accelerator` (mixed precision from ``hp``); refuses, before any
+    work, what cannot run on parameters sharded across processes (FSDP, DeepSpeed ZeRO-3)."""
+    acc = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=hp["mixed_precision"])
+    ds = getattr(acc.state, "deepspeed_plugin", None)
+    sharded = acc.distributed_type == DistributedType.FSDP or (
+        acc.distributed_type == DistributedType.DEEPSPEED and getattr(ds, "zero_stage", 0) == 3)
+    if sharded and (hp["probe_every"] or req.generation):
+        what = "probes (probe_every > 0)" if hp["probe_every"] else "sampling from the model (BS-S)"
+        raise ValueError(f"{what} run the whole model on one process, but this run shards its parameters "
+                         f"({acc.distributed_type}); set probe_every=0 (and evaluate the saved model afterwards), "
+                         "or use DDP / DeepSpeed ZeRO-2")
+    return acc
 
 
 def _optimizer(params, n_forget: int, hp: dict):

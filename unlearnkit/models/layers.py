@@ -52,8 +52,12 @@ def layer_output(model, part: dict[str, torch.Tensor], layer: int, stop: bool = 
 
     Captured with a forward hook, as RMU's official code does (for the last layer this differs from
     ``hidden_states[-1]``, which HF takes *after* the final norm). With ``stop`` the forward stops
-    right after that layer: later layers and the LM head cost nothing.
+    right after that layer: later layers and the LM head cost nothing. Under DDP (a wrapped
+    ``DistributedDataParallel`` model) the forward always runs to the end: DDP prepares its gradient
+    all-reduce after the forward returns, so a forward stopped by an exception would leave the
+    replicas unsynchronised.
     """
+    stop = stop and not isinstance(model, torch.nn.parallel.DistributedDataParallel)
     layers = decoder_layers(model)
     layer = check_layer(model, layer)
     box = {}

@@ -1,7 +1,8 @@
 """Representation misdirection: RMU (spec A8).
 
 RMU works on the residual stream at one decoder layer ``l`` (the output of module ``layers[l]``,
-captured with a forward hook; the forward stops right after that layer): forget activations are
+captured with a forward hook; the forward stops right after that layer, except under DDP, which
+needs whole forwards): forget activations are
 pushed towards a fixed random direction, retain activations are held at the reference model's.
 """
 
@@ -11,6 +12,7 @@ import re
 
 import torch
 
+from ..models.layers import decoder_layers, unwrap
 from .base import Param, Requirements, check_layer, layer_output, objective
 
 
@@ -42,12 +44,23 @@ def _token_mask(part, mode):
     return part["attention_mask"].bool()
 
 
-def _setup(model, batch, ctx, layer):
-    """Once per run: freeze parameters outside ``trainable``, draw the control vector ``c * u``."""
-    st = ctx.state.get("rmu")
-    if st is not None:
-        return st
+def _freeze(model, ctx):
+    """Before training (the ``setup`` hook, so before DDP wraps the model): freeze the parameters
+    outside ``trainable`` and those no gradient can reach (decoder layers after ``layer``, the final
+    norm and an untied LM head: the loss reads layer ``layer``'s output). Their ``.grad`` would stay
+    None in a single process anyway (AdamW leaves them alone); frozen, DDP does not wait for them."""
     hp = ctx.hp
+    layer = check_layer(model, _layer(hp))
+    layers = decoder_layers(model)
+    bare = unwrap(model)
+    after = [*layers[layer + 1:], bare.get_output_embeddings()]
+    after += [m for owner in (getattr(bare, "model", None), getattr(bare, "transformer", None))
+              for m in (getattr(owner, n, None) for n in ("norm", "ln_f")) if isinstance(m, torch.nn.Module)]
+    used = {id(p) for m in [*layers[:layer + 1], bare.get_input_embeddings()] for p in m.parameters()}
+    for m in after:
+        for p in (m.parameters() if m is not None else []):
+            if id(p) not in used:  # (a head tied to the embeddings is used)
+                p.requires_grad_(False)
     if hp["trainable"] not in (".*", "all"):
         try:
             pat = re.compile(hp["trainable"])
@@ -62,6 +75,17 @@ def _setup(model, batch, ctx, layer):
             if p.requires_grad and not pat.search(n):
                 p.requires_grad_(False)  # its .grad stays None: AdamW skips it (no update, no decay)
         ctx.state["rmu_trainable"] = keep
+
+
+def _setup(model, batch, ctx, layer):
+    """Once per run (first step): draw the control vector ``c * u``."""
+    st = ctx.state.get("rmu")
+    if st is not None:
+        return st
+    hp = ctx.hp
+    if "rmu_frozen" not in ctx.state:  # called without the loop (tests): freeze here
+        _freeze(model, ctx)
+        ctx.state["rmu_frozen"] = True
     f = batch["forget"]
     with torch.no_grad():
         h = layer_output(model, f, layer)
@@ -102,7 +126,7 @@ def _setup(model, batch, ctx, layer):
                                       "trained ('.*' = all, OpenUnlearning TOFU; WMDP: "
                                       "'layers\\.(5|6|7)\\.mlp\\.down_proj')"),
                    "vector_seed": Param(0, "seed of the random control vector u (fixed for the whole run)", low=0)},
-           requires=_rmu_requirements)
+           requires=_rmu_requirements, setup=lambda model, ctx: (_freeze(model, ctx), ctx.state.update(rmu_frozen=True)))
 def rmu(model, batch, ctx):
     """Representation Misdirection for Unlearning.
 
