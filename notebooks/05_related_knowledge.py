@@ -51,7 +51,7 @@ from IPython.display import Markdown, display
 import unlearnkit as uk
 from unlearnkit import exercises as ex
 from unlearnkit import viz
-from unlearnkit.editing import uipe_sweep, unlearn_uipe
+from unlearnkit.editing import summarize_sweep, uipe_sweep, unlearn_uipe
 from unlearnkit.world import make_related_world
 
 pd.set_option("display.width", 160, "display.max_colwidth", 80)
@@ -102,7 +102,8 @@ def scores(m, name):
 
 # %%
 first = carriers.iloc[0]
-direct_q = world.forget.filter(lambda r: r["person"] == first.person and r["attribute"] == first.attribute)["question"][0]
+tab = world.table
+direct_q = tab[(tab.split == "forget") & (tab.person == first.person) & (tab.attribute == first.attribute)].question.iloc[0]
 qs = [direct_q, first.question, first.carrier_question]
 for q, a in zip(qs, uk.metrics.generate(model, tok, qs, max_new_tokens=max_new_tokens)):
     print(f"Q: {q}\nA: {a}\n")
@@ -166,10 +167,9 @@ display(Markdown("\n".join(lines)))
 # every row (it should read 1 + α).
 
 # %%
-sweep = uipe_sweep(model, results[uipe_method], tok, data, alphas=alphas, metrics=SPLIT_METRICS,
-                   max_new_tokens=max_new_tokens)
-examples = uipe_sweep(model, results[uipe_method], tok, {"indirect": world.indirect}, alphas=alphas,
-                      metrics={"indirect": ["related_recall"]}, per_example=True, max_new_tokens=max_new_tokens)
+examples = uipe_sweep(model, results[uipe_method], tok, data, alphas=alphas, metrics=SPLIT_METRICS,
+                      per_example=True, max_new_tokens=max_new_tokens)   # one row per (alpha, probe, metric)
+sweep = summarize_sweep(examples)                                        # one row per (alpha, split, metric)
 wide = viz.alpha_curves(sweep)
 wide.assign(norm_ratio=sweep.groupby("alpha").norm_ratio.first()).round(3)
 

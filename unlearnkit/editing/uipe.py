@@ -353,9 +353,23 @@ def uipe_sweep(original, unlearned, tokenizer, data, alphas: Iterable[float] = D
         for s, ms in plan.items():
             df = evaluate(model, tokenizer, {s: splits[s]}, ms, progress=progress, model_name=f"alpha={a:g}",
                           **options)
-            df = df if per_example else summarize(df)
             frames.append(df.assign(alpha=a, norm_ratio=info["norm_ratio"]))
     out = pd.concat(frames, ignore_index=True)
+    if not per_example:
+        return summarize_sweep(out)
+    front = ["alpha", "norm_ratio", "split", "metric", "id", "value"]
+    return out[front + [c for c in out.columns if c not in front]]
+
+
+def summarize_sweep(examples: pd.DataFrame) -> pd.DataFrame:
+    """The per-example table of :func:`uipe_sweep` (``per_example=True``) reduced to one row per
+    (alpha, split, metric) with each metric's own aggregate: the table ``uipe_sweep`` returns by
+    default. Columns ``alpha, norm_ratio, split, metric, value, n, direction``."""
+    from ..metrics import summarize
+
+    rows = []
+    for (a, r), g in examples.groupby(["alpha", "norm_ratio"], sort=True):
+        rows.append(summarize(g).assign(alpha=a, norm_ratio=r))
+    out = pd.concat(rows, ignore_index=True)
     front = ["alpha", "norm_ratio", "split", "metric", "value"]
-    out = out[front + [c for c in out.columns if c not in front and c != "model"]]
-    return out
+    return out[front + [c for c in out.columns if c not in front and c != "model"]]
