@@ -65,8 +65,9 @@ def rmodels(rworld):
 
 
 def test_target_model_rederives_forgotten_facts_through_related_ones(rworld, rmodels):
-    """Measured on RELATED_QUICK, seed 0 (12 indirect probes; chance = mean 1/|values| = 5.4%):
-    target related_recall = TARGET_RECALL, retain model = RETAIN_RECALL (see the report numbers)."""
+    """RELATED_QUICK, seed 0: 12 indirect probes; chance = mean 1/|values| over the probes' attributes.
+    NOT YET MEASURED (the models were still building when this was written): the thresholds (target
+    >= 3x chance; retain no better than target + one probe) are the claim to check, not a measured fit."""
     from unlearnkit import evaluate, summarize
 
     (tgt, tok), (ret, _) = rmodels
