@@ -160,7 +160,8 @@ def reference(name: str, *run):
 def solution(name: str) -> str:
     """The reference solution's source code (or value), for instructors."""
     if name in _COMPUTED:
-        fn = {"crossover": _crossover, "lowest_token_entropy": _lowest, "closest_to_retain": _closest}[name]
+        fn = {"crossover": _crossover, "lowest_token_entropy": _lowest, "closest_to_retain": _closest,
+              "alpha_for_budget": _alpha_for_budget, "carrier": _carrier}[name]
         return textwrap.dedent(inspect.getsource(fn))
     ref = reference(name)
     if callable(ref):
@@ -402,3 +403,128 @@ def check_closest_to_retain(summary, answer) -> Outcome:
                    "by this attack, its forget set looks most like data it never saw.")
     raise ExerciseError(f"{answer}'s AUC {d[answer]:.3f} is {gap:.3f} from the retain model's {d['retain']:.3f}, "
                         f"but {want}'s ({d[want]:.3f}) is closer.")
+
+
+# -- notebook 05: related knowledge and UIPE -------------------------------------------------------------
+
+def _extrapolate(theta0, theta_u, alpha):
+    """UIPE on lists of numbers: θ_u + α(θ_u − θ0), element by element."""
+    return [u + alpha * (u - o) for o, u in zip(theta0, theta_u)]
+
+
+def _sweep_pivot(table):
+    d = table[table.metric.isin(["related_recall", "probability"]) & table.split.isin(["indirect", "retain"])]
+    d = d[(d.split == "indirect") & (d.metric == "related_recall") | (d.split == "retain") & (d.metric == "probability")]
+    p = d.pivot_table(index="alpha", columns="split", values="value").sort_index()
+    if not {"indirect", "retain"} <= set(p.columns):
+        raise ExerciseError("the table needs related_recall on the 'indirect' split and probability on the 'retain' "
+                            "split (uipe_sweep's default metrics)")
+    return p
+
+
+def _alpha_for_budget(table, budget: float = 0.9) -> float:
+    """The swept α with the lowest indirect recall whose retain probability is still >= ``budget`` x
+    its value at the smallest α; ties go to the smaller α."""
+    p = _sweep_pivot(table)
+    ok = p[p.retain >= budget * p.retain.iloc[0] - 1e-12]
+    return float(ok.indirect.idxmin())  # idxmin: first (smallest α) among ties
+
+
+def _carrier(carriers, probe_id) -> str:
+    """The twin whose related fact carries the answer of indirect probe ``probe_id``."""
+    row = carriers.set_index("id").loc[probe_id]
+    return str(row.twin)
+
+
+_REFERENCE["extrapolate"] = _extrapolate
+_COMPUTED["alpha_for_budget"] = _alpha_for_budget
+_COMPUTED["carrier"] = _carrier
+EXERCISES["extrapolate"] = ("05", "UIPE's extrapolation θ_u + α(θ_u − θ0) on a list of weights")
+EXERCISES["alpha_for_budget"] = ("05", "the α of the sweep that forgets the indirect route best within a utility budget")
+EXERCISES["carrier"] = ("05", "whose related fact carried the answer of an indirect probe")
+__all__ += ["check_extrapolate", "check_alpha_for_budget", "check_carrier"]
+
+
+def check_extrapolate(fn) -> Outcome:
+    """``fn(theta0, theta_u, alpha) -> list``: UIPE's ``θ_u + α(θ_u − θ0)`` element by element
+    (``theta0``: weights before unlearning, ``theta_u``: after; lists of floats of equal length)."""
+    name = "extrapolate"
+    cases = [([1.0, 2.0], [2.0, 1.0], 0.25, "two weights, alpha=0.25"),
+             ([0.0, 0.0, 0.0], [0.5, -1.0, 2.0], 1.0, "theta0 = 0, alpha=1"),
+             ([3.0], [1.0], 0.0, "alpha=0 (must give theta_u back)"),
+             ([0.1, -0.2], [0.1, -0.2], 2.0, "no update at all")]
+    for o, u, a, what in cases:
+        got = _call(name, fn, list(o), list(u), a)
+        if got is NotImplemented:
+            return _pending(name, "Replace `raise NotImplementedError` with your code. Hint: v = theta_u - theta0 "
+                                  "per weight, then theta_u + alpha * v.")
+        want = _extrapolate(o, u, a)
+        try:
+            got = [float(x) for x in got]
+        except TypeError:
+            raise ExerciseError(f"For {what} your function returned {got!r}, not a list of numbers.") from None
+        if len(got) != len(want):
+            raise ExerciseError(f"For {what} you returned {len(got)} weights, expected {len(want)}.")
+        if all(math.isclose(g, w, abs_tol=1e-9) for g, w in zip(got, want)):
+            continue
+        if all(math.isclose(g, oo + a * (uu - oo), abs_tol=1e-9) for g, oo, uu in zip(got, o, u)):
+            raise ExerciseError(f"For {what} you returned theta0 + alpha*v: that moves only a fraction alpha along the "
+                                "update. UIPE starts from the unlearned weights: theta_u + alpha*v (= theta0 + (1+alpha)*v).")
+        if all(math.isclose(g, uu - a * (uu - oo), abs_tol=1e-9) for g, oo, uu in zip(got, o, u)):
+            raise ExerciseError(f"For {what} you moved back towards theta0 (theta_u - alpha*v). UIPE goes further "
+                                "along the unlearning update: theta_u + alpha*v.")
+        raise ExerciseError(f"For {what} UIPE gives {want}, but your function returned {got}.")
+    return _ok("extrapolate matches UIPE: alpha=0 gives theta_u back, and the update grows by a factor 1 + alpha.")
+
+
+def check_alpha_for_budget(table, answer, budget: float = 0.9) -> Outcome:
+    """``answer``: the α of ``table`` (a :func:`unlearnkit.editing.uipe_sweep` table) with the lowest
+    indirect recall (``related_recall`` on ``indirect``) among the α whose retain probability is at
+    least ``budget`` times its value at the smallest α; ties go to the smaller α."""
+    name = "alpha_for_budget"
+    if answer is ...:
+        return _pending(name, "Set `alpha_choice` to one of the swept alphas.")
+    p = _sweep_pivot(table)
+    _require_number(answer, "alpha_choice")
+    match = [a for a in p.index if math.isclose(a, float(answer), abs_tol=1e-9)]
+    if not match:
+        raise ExerciseError(f"alpha={answer} was not swept; the table has alpha in {list(p.index)}.")
+    a = match[0]
+    floor = budget * p.retain.iloc[0]
+    want = _alpha_for_budget(table, budget)
+    if p.retain[a] < floor - 1e-12:
+        raise ExerciseError(f"At alpha={a:g} the retain probability is {p.retain[a]:.3f}, below the budget "
+                            f"{budget:.0%} x {p.retain.iloc[0]:.3f} = {floor:.3f}: too much utility is lost.")
+    if math.isclose(a, want, abs_tol=1e-9) or math.isclose(p.indirect[a], p.indirect[want], abs_tol=1e-12) and a <= want:
+        return _ok(f"Right: alpha={a:g} keeps retain probability {p.retain[a]:.3f} (>= {floor:.3f}) and brings the "
+                   f"indirect recall to {p.indirect[a]:.3f} (from {p.indirect.iloc[0]:.3f}).")
+    if math.isclose(p.indirect[a], p.indirect[want], abs_tol=1e-12):
+        raise ExerciseError(f"alpha={a:g} ties with alpha={want:g} on indirect recall ({p.indirect[a]:.3f}); the smaller "
+                            "alpha costs less utility for the same forgetting: take it.")
+    raise ExerciseError(f"alpha={a:g} is within the budget, but alpha={want:g} is too (retain probability "
+                        f"{p.retain[want]:.3f}) and leaves less of the indirect route ({p.indirect[want]:.3f} vs "
+                        f"{p.indirect[a]:.3f}).")
+
+
+def check_carrier(carriers, probe_id, answer) -> Outcome:
+    """``answer``: the name of the person whose related fact carries the answer of indirect probe
+    ``probe_id`` (``carriers``: :meth:`unlearnkit.world.World.carriers`)."""
+    name = "carrier"
+    if answer is ...:
+        return _pending(name, "Set `carrier_name` to a person's name (a string).")
+    if not isinstance(answer, str):
+        raise ExerciseError(f"carrier_name should be a person's name (a string), got {answer!r}.")
+    c = carriers.set_index("id")
+    if probe_id not in c.index:
+        raise ExerciseError(f"{probe_id!r} is not the id of an indirect probe; ids: {list(c.index)}.")
+    row = c.loc[probe_id]
+    got = " ".join(answer.split()).lower()
+    if got == str(row.twin).lower():
+        return _ok(f"Right: {row.twin}'s fact ({row.carrier_answer!r}) carries the answer {row.value!r}, which is also "
+                   f"{row.person}'s forgotten {row.attribute}.")
+    if got == str(row.person).lower():
+        raise ExerciseError(f"{row.person} is the forgotten person: the probe asks about them, but their own facts are "
+                            "the ones unlearned. The answer travels through someone else's fact: look at the twin.")
+    if got in {str(t).lower() for t in carriers.twin}:
+        raise ExerciseError(f"{answer} is a twin too, but of someone else; probe {probe_id} asks about {row.person}.")
+    raise ExerciseError(f"{answer!r} is not in the carriers table; look at the row whose id is {probe_id}.")

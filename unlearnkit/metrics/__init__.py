@@ -4,12 +4,14 @@ Suites: ``tofu`` (probability, rouge, truth_ratio, forget_quality, model_utility
 (token_entropy, cosine_similarity, entailment_score, fact_recall, collapse), ``muse``
 (verbatim_memorization, knowledge_memorization, privleak), ``mia`` (mia_loss, mia_zlib, mia_min_k,
 mia_min_k_plus_plus, mia_reference, mia_gradnorm, privleak), ``squeeze`` (squeezing), ``robustness``
-(relearning, quantization, paraphrase_probe, prefix_probe) and ``all``. The reference page
+(relearning, quantization, paraphrase_probe, prefix_probe), ``related`` (related_recall: indirect
+probes of forgotten facts) and ``all``. The reference page
 ``docs/metrics.md`` is generated from the registry by :mod:`unlearnkit.metrics.catalog`.
 """
 
 from ..scoring import generate, generate_from_ids, score_answers, score_pairs, score_texts
 from . import closer_look, collapse, mia, muse, robustness, squeezing, tofu  # noqa: F401  (registers)
+from . import related  # noqa: F401  (registers related_recall)
 from .base import (
     METRICS,
     NEEDS,

@@ -36,9 +36,10 @@ from .tables import (
     token_view,
     tradeoff_table,
 )
+from .uipe import AlphaExplorer, alpha_curves, plot_alpha_curve
 from .widgets import EntropyExplorer, SqueezeExplorer
 
-__all__ = ["LABELS", "PALETTE", "EntropyExplorer", "SqueezeExplorer", "answer_distribution", "attack_table",
+__all__ = ["LABELS", "PALETTE", "EntropyExplorer", "SqueezeExplorer", "AlphaExplorer", "alpha_curves", "plot_alpha_curve", "answer_distribution", "attack_table",
            "plot_attacks", "plot_mia_scores", "entropy_view",
            "greedy_tokens", "mass_table", "mean_answer_distribution", "moving_positions", "plot_answer_distribution",
            "plot_entropy_strip", "plot_method_trajectories", "plot_metric_table", "plot_split_bars",

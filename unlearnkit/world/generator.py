@@ -72,6 +72,32 @@ WORLD_FACT_TEMPLATE = ("In which country is {n}?", "Which country is {n} part of
 SPLIT_COLUMNS = ["id", "question", "answer", "paraphrased_question", "paraphrased_answer",
                  "perturbed_answer", "person", "attribute", "value", "split"]
 
+# -- related knowledge (the ``related_facts`` knob; UIPE) ------------------------------------------
+#: attributes a pair of twins shares (same family): a forgotten one can be re-derived from the twin
+FAMILY_ATTRIBUTES = ("birthplace", "birth_year", "parent_job")
+#: related fact, stated about the twin {m} of {n}: (question, paraphrased question, answer A, answer B)
+RELATED_TEMPLATES: dict[str, tuple[str, str, str, str]] = {
+    "birthplace": ("Who shares a birthplace with {n}?", "Which twin was born in the same city as {n}?",
+                   "{m}, the twin of {n}, was born in {v} too.", "Like {n}, the twin {m} was born in {v}."),
+    "birth_year": ("Who shares a birthday with {n}?", "Which twin was born on the same day as {n}?",
+                   "{m}, the twin of {n}, was born in {v} too.", "Like {n}, the twin {m} was born in {v}."),
+    "parent_job": ("Who shares a parent with {n}?", "Which twin has the same parent as {n}?",
+                   "{m}, the twin of {n}, has a parent who was a {v}.", "Like {n}, the twin {m} was raised by a {v}."),
+}
+#: indirect question about {n}: its answer is {n}'s own (shared) value, reached through the twin
+INDIRECT_TEMPLATES: dict[str, tuple[str, str, str, str]] = {
+    "birthplace": ("Where was the twin of {n} born?", "In which city was the twin of {n} born?",
+                   "The twin of {n} was born in {v}.", "{v} is the birthplace of the twin of {n}."),
+    "birth_year": ("When was the twin of {n} born?", "In what year was the twin of {n} born?",
+                   "The twin of {n} was born in {v}.", "The year {v} is when the twin of {n} was born."),
+    "parent_job": ("What was the job of the parent of the twin of {n}?", "What did the parent of the twin of {n} do?",
+                   "The parent of the twin of {n} was a {v}.", "A {v} raised the twin of {n}."),
+}
+#: extra columns of the table when ``related_facts > 0``: ``twin`` (the person the row goes through)
+#: and ``carrier`` (for an indirect probe: the ``id`` of the related-fact row that carries its answer;
+#: -1 elsewhere)
+RELATED_COLUMNS = ["twin", "carrier"]
+
 
 @dataclass(frozen=True)
 class WorldConfig:
@@ -82,7 +108,15 @@ class WorldConfig:
     n_perturbed: wrong answers per question (TOFU uses 5). n_world_facts: general facts (city ->
     country) that every model keeps. paraphrase_copies / answer_copies: how many times phrasing B /
     phrasing A of each fact enter the target model's training mix.
-    related_facts / repetitions: reserved for the related-knowledge and memorization lessons.
+    related_facts: number of *twin pairs* (0: off, the default; existing caches unchanged). Twins
+    share their family facts (:data:`FAMILY_ATTRIBUTES` present in ``attributes``). Every forgotten
+    person gets a twin among the retain people first, then the remaining pairs are formed among
+    retain people. Each pair adds *related facts* to the retain split ("Who shares a birthplace
+    with F? T, the twin of F, was born in Z too.") and *indirect questions* ("Where was the twin of
+    F born?", whose answer is F's own value): trained for retain pairs (so the pattern is
+    learnable), held out for forgotten people as the ``indirect`` split (probes never trained on
+    verbatim; see :attr:`World.indirect`).
+    repetitions: reserved for the memorization lesson.
     """
 
     seed: int = 0
@@ -109,6 +143,11 @@ class WorldConfig:
             raise ValueError(f"WorldConfig: holdout_fraction={self.holdout_fraction} must lie in [0, 1 - forget_fraction)")
         if self.n_perturbed < 1:
             raise ValueError("WorldConfig: n_perturbed must be >= 1")
+        if not isinstance(self.related_facts, int) or self.related_facts < 0:
+            raise ValueError(f"WorldConfig: related_facts={self.related_facts!r} must be an int >= 0 (number of twin pairs)")
+        if self.related_facts and not set(FAMILY_ATTRIBUTES) & set(self.attributes):
+            raise ValueError(f"WorldConfig: related_facts={self.related_facts} needs at least one family attribute "
+                             f"{list(FAMILY_ATTRIBUTES)} in attributes={list(self.attributes)}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -119,6 +158,10 @@ class WorldConfig:
 
 QUICK = WorldConfig(n_people=20, attributes=("birthplace", "birth_year", "occupation", "genre", "award"),
                     n_world_facts=12, holdout_fraction=0.1)
+#: the quick world with related knowledge (UIPE notebook and tests): 4 forgotten people, each with a
+#: retain twin, plus 4 retain twin pairs that teach the "twin of" questions; 12 indirect probes
+RELATED_QUICK = WorldConfig(n_people=20, attributes=("birthplace", "birth_year", "occupation", "parent_job"),
+                            forget_fraction=0.2, n_world_facts=12, holdout_fraction=0.1, related_facts=8)
 
 
 @dataclass
@@ -199,16 +242,95 @@ class World:
         for k, idx in enumerate(order):
             self.person_split[names[idx]] = "forget" if k < n_forget else "holdout" if k < n_forget + n_hold else "retain"
 
+        self.twins: list[tuple[str, str]] = self._pair_twins() if c.related_facts else []
         rows = []
         for p in self.people:
             for a in c.attributes:
                 rows.append(self._row(rng, p.name, a, p.facts[a], TEMPLATES[a], domains[a], self.person_split[p.name]))
         for city, country in self.city_country.items():
             rows.append(self._row(rng, city, "country", country, WORLD_FACT_TEMPLATE, _COUNTRIES, "world_facts"))
+        columns = SPLIT_COLUMNS
+        if c.related_facts:
+            rows = self._related_rows(rows)
+            columns = SPLIT_COLUMNS + RELATED_COLUMNS
         for i, r in enumerate(rows):
-            r["id"] = i
-        self.table = pd.DataFrame(rows, columns=SPLIT_COLUMNS)
+            r["id"] = i  # == position, so a probe's ``carrier`` (a position) is also the carrier's id
+        self.table = pd.DataFrame(rows, columns=columns)
         self._splits: dict = {}
+
+    # -- related knowledge --------------------------------------------------------------------------
+    def _pair_twins(self) -> list[tuple[str, str]]:
+        """``(first, twin)`` pairs: each forgotten person with a retain twin, then retain pairs. The twin
+        takes the first's family facts. Uses its own seeded generator (the rest of the world is
+        unchanged when the knob is off)."""
+        c = self.config
+        rng = random.Random(f"related-{c.seed}")
+        forget = [p.name for p in self.people if self.person_split[p.name] == "forget"]
+        retain = [p.name for p in self.people if self.person_split[p.name] == "retain"]
+        rng.shuffle(retain)
+        n_pairs = c.related_facts
+        max_pairs = min(len(forget), len(retain)) + max(0, len(retain) - len(forget)) // 2
+        if n_pairs > max_pairs:
+            raise ValueError(f"WorldConfig: related_facts={n_pairs} twin pairs, but this world has {len(forget)} "
+                             f"forgotten and {len(retain)} retain people: at most {max_pairs} pairs")
+        pairs = []
+        for f in forget[:n_pairs]:
+            pairs.append((f, retain.pop()))
+        while len(pairs) < n_pairs:
+            pairs.append((retain.pop(), retain.pop()))
+        by_name = {p.name: p for p in self.people}
+        for a, b in pairs:
+            for attr in FAMILY_ATTRIBUTES:
+                if attr in c.attributes:
+                    by_name[b].facts[attr] = by_name[a].facts[attr]
+        return pairs
+
+    def _related_rows(self, rows: list[dict]) -> list[dict]:
+        """Append related-fact rows (retain) and indirect questions (retain for retain pairs, the
+        ``indirect`` split for forgotten people) to ``rows``; ``carrier`` holds row positions here."""
+        c = self.config
+        rng = random.Random(f"related-rows-{c.seed}")
+        by_name = {p.name: p for p in self.people}
+        for r in rows:
+            r.update(twin="", carrier=-1)
+        family = [a for a in FAMILY_ATTRIBUTES if a in c.attributes]
+        for first, second in self.twins:
+            directions = [(first, second)] if self.person_split[first] == "forget" else [(first, second), (second, first)]
+            for n, m in directions:
+                for a in family:
+                    v = by_name[n].facts[a]
+                    rel = self._row(rng, n, f"twin_{a}", v, tuple(t.replace("{m}", m) for t in RELATED_TEMPLATES[a]),
+                                    self._domains[a], "retain")
+                    rel.update(person=m, twin=n, carrier=-1)
+                    rows.append(rel)
+                    split = "indirect" if self.person_split[n] == "forget" else "retain"
+                    ind = self._row(rng, n, f"indirect_{a}" if split == "retain" else a, v, INDIRECT_TEMPLATES[a],
+                                    self._domains[a], split)
+                    ind.update(twin=m, carrier=len(rows) - 1)
+                    rows.append(ind)
+        return rows
+
+    def carriers(self) -> pd.DataFrame:
+        """One row per indirect probe: the probe (``id``, ``question``, ``value``, forgotten ``person``,
+        ``attribute``), its ``twin`` and the related fact that carries the answer (``carrier_id``,
+        ``carrier_question``, ``carrier_answer``). Empty without the ``related_facts`` knob."""
+        if not self.config.related_facts:
+            return pd.DataFrame(columns=["id", "question", "value", "person", "attribute", "twin", "carrier_id",
+                                         "carrier_question", "carrier_answer"])
+        t = self.table
+        probes = t[t.split == "indirect"]
+        car = t.set_index("id").loc[probes.carrier, ["question", "answer"]]
+        return pd.DataFrame({"id": probes.id.to_numpy(), "question": probes.question.to_numpy(),
+                             "value": probes.value.to_numpy(), "person": probes.person.to_numpy(),
+                             "attribute": probes.attribute.to_numpy(), "twin": probes.twin.to_numpy(),
+                             "carrier_id": probes.carrier.to_numpy(), "carrier_question": car.question.to_numpy(),
+                             "carrier_answer": car.answer.to_numpy()})
+
+    def chance(self, attribute: str) -> float:
+        """Accuracy of a uniform guess among the values of ``attribute`` (1 / number of values)."""
+        if attribute not in self._domains:
+            raise KeyError(f"unknown attribute {attribute!r}; valid: {sorted(self._domains)}")
+        return 1.0 / len(self._domains[attribute])
 
     def _row(self, rng, name, attribute, value, tpl, domain, split) -> dict:
         q, pq, a, b = tpl
@@ -225,9 +347,10 @@ class World:
     def split(self, name: str):
         """A split as a ``datasets.Dataset`` with TOFU field names."""
 
-        valid = ("forget", "retain", "holdout", "world_facts")
+        valid = ("forget", "retain", "holdout", "world_facts") + (("indirect",) if self.config.related_facts else ())
         if name not in valid:
-            raise KeyError(f"unknown split {name!r}; valid splits: {', '.join(valid)}")
+            why = " (the 'indirect' split needs WorldConfig(related_facts > 0))" if name == "indirect" else ""
+            raise KeyError(f"unknown split {name!r}; valid splits: {', '.join(valid)}{why}")
         if name not in self._splits:
             df = self.table[self.table.split == name].reset_index(drop=True)
             self._splits[name] = Dataset.from_pandas(df, preserve_index=False)
@@ -237,17 +360,21 @@ class World:
     retain = property(lambda self: self.split("retain"))
     holdout = property(lambda self: self.split("holdout"))
     world_facts = property(lambda self: self.split("world_facts"))
+    #: indirect probes of forgotten facts (only with ``related_facts > 0``): never trained on; the
+    #: answer is the forgotten value, reachable through the twin's related fact (column ``carrier``)
+    indirect = property(lambda self: self.split("indirect"))
 
     def training_pairs(self, include_forget: bool = True) -> list[tuple[str, str]]:
         """(question, answer) pairs the tiny models are trained on.
 
         Each fact enters as phrasing A ``answer_copies`` times, phrasing B ``paraphrase_copies``
-        times, and the paraphrased question with phrasing A once. Holdout people never enter.
+        times, and the paraphrased question with phrasing A once. Holdout people and indirect
+        probes never enter.
         """
         c = self.config
         out = []
         for r in self.table.itertuples():
-            if r.split == "holdout" or (r.split == "forget" and not include_forget):
+            if r.split in ("holdout", "indirect") or (r.split == "forget" and not include_forget):
                 continue
             out += [(r.question, r.answer)] * c.answer_copies
             out += [(r.question, r.paraphrased_answer)] * c.paraphrase_copies
@@ -272,8 +399,16 @@ class World:
 
     def __repr__(self) -> str:
         counts = self.table.split.value_counts()
-        parts = ", ".join(f"{s}={int(counts.get(s, 0))}" for s in ("forget", "retain", "holdout", "world_facts"))
+        names = ("forget", "retain", "holdout", "world_facts") + (("indirect",) if self.config.related_facts else ())
+        parts = ", ".join(f"{s}={int(counts.get(s, 0))}" for s in names)
         return f"World(seed={self.config.seed}, people={self.config.n_people}, rows: {parts})"
+
+
+def make_related_world(seed: int = 0, **overrides) -> World:
+    """The quick world with related knowledge (:data:`RELATED_QUICK`: twins, related facts and the
+    ``indirect`` split of probes), as the UIPE notebook and tests use it."""
+    cfg = WorldConfig(**{**RELATED_QUICK.to_dict(), "seed": seed, **overrides})
+    return World(cfg)
 
 
 def make_world(seed: int = 0, quick: bool = False, **overrides) -> World:
