@@ -16,14 +16,15 @@ export PYTHONHASHSEED = 0
 # free machine; tests run one torch thread per process, so they never spin-wait against each other)
 export UNLEARNKIT_CACHE ?= $(CURDIR)/.cache
 
-.PHONY: setup demo test lab bench lint notebooks docs clean browser-deps
+.PHONY: setup demo test lab bench lint notebooks docs lock clean browser-deps
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	# The CPU wheel of torch first (pinned): an unpinned torch pulls a multi-GB CUDA build.
 	$(PIP) install -q "torch==2.13.0"
-	$(PIP) install -q -e ".[dev]"
+	# every other version from the lock: two installs resolve to the same packages
+	$(PIP) install -q -c constraints.txt -e ".[dev]"
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	$(PY) -c "import matplotlib.pyplot"  # warm the font cache so no stderr line lands in a notebook
 	touch $(STAMP)
@@ -57,6 +58,13 @@ lint: $(STAMP)
 # paired .ipynb (cells from the .py, outputs kept); tests/test_house.py fails when a pair disagrees
 notebooks: $(STAMP)
 	$(VENV)/bin/jupytext --quiet --to ipynb --update notebooks/[0-9]*.py
+
+# refresh the lock from a fresh resolution of pyproject's ranges (then run make test and commit it)
+lock:
+	rm -rf .lockvenv && $(PYTHON) -m venv .lockvenv && .lockvenv/bin/pip install -q --upgrade pip
+	.lockvenv/bin/pip install -q "torch==2.13.0" && .lockvenv/bin/pip install -q -e ".[dev]"
+	{ head -2 constraints.txt; .lockvenv/bin/pip freeze --exclude-editable | sed 's/^torch==2.13.0+cpu$$/torch==2.13.0/'; } > constraints.new
+	mv constraints.new constraints.txt && rm -rf .lockvenv
 
 # the reference pages (objectives, metrics, loop parameters), generated from the registries
 docs: $(STAMP)

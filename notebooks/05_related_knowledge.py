@@ -42,7 +42,6 @@ budget = 0.9               # exercise: keep at least this share of the retain pr
 max_new_tokens = 24        # length of greedy answers (tokens)
 
 # %%
-import warnings
 
 import matplotlib.pyplot as plt
 import pandas as pd

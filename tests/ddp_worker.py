@@ -17,6 +17,7 @@ from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 import unlearnkit as uk
 
 STEPS, BATCH = 2, 2
+EXTRA = {"rmu": {"layer": 1}}  # the random model has 2 decoder layers (RMU defaults to layer 7)
 
 
 def random_model(tok):
@@ -42,7 +43,7 @@ def main(tok_dir, out_dir):
     for name in uk.list_objectives():
         res = uk.unlearn(model, tok, forget, retain, method=name, steps=STEPS, batch_size=BATCH, retain_batch_size=BATCH,
                          probe_every=0, progress=False, seed=0,
-                         output_dir=out / f"run_{name}" if name == "ga" else None)
+                         output_dir=out / f"run_{name}" if name == "ga" else None, **EXTRA.get(name, {}))
         w = flat(res.model)
         both = [torch.zeros_like(w) for _ in range(dist.get_world_size())]
         dist.all_gather(both, w)

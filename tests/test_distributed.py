@@ -51,9 +51,11 @@ def test_one_process_writes_the_output_folder(ddp_run):
 def test_ga_equals_a_single_process_run_on_the_same_global_batch(ddp_run, quick_world):
     """2 processes x batch 2 see the rows a single process sees with batch 4 (accelerate deals the
     seeded sampler's batches round-robin). DDP averages the two per-process mean losses' gradients,
-    the single process takes the mean over all answer tokens: with unequal answer lengths the two
-    differ slightly. Measured: max |w_ddp - w_single| = 0 to ~1e-4 after 2 steps at lr 1e-4
-    (the weights moved ~1e-4 per step), so the tolerance is 5e-4 relative to the movement."""
+    the single process takes the mean over all answer tokens of the 4 rows: with unequal answer
+    lengths the gradients differ a little, and Adam's normalisation shows it on parameters whose
+    gradient is tiny. Measured: ||w_ddp - w_single|| / ||w_single - w_0|| = 0.16 after 2 steps;
+    a single-process run on other batches (seed 1) lands ~1 away. Tolerance: 0.3, and at most a
+    third of the other-batches distance."""
     sys.path.insert(0, str(REPO / "tests"))
     from ddp_worker import flat, random_model
 
@@ -62,9 +64,11 @@ def test_ga_equals_a_single_process_run_on_the_same_global_batch(ddp_run, quick_
     tmp, _, tok = ddp_run
     ddp = torch.load(tmp / "ga_weights.pt", weights_only=True)
     model = random_model(tok)
-    res = unlearn(model, tok, quick_world.forget.select(range(8)), method="ga", steps=2, batch_size=4,
-                  probe_every=0, progress=False, seed=0)
-    single = flat(res.model)
-    moved = float((single - flat(model)).abs().max())
-    assert moved > 0
-    assert float((ddp - single).abs().max()) <= 0.5 * moved
+    w0 = flat(model)
+    forget = quick_world.forget.select(range(8))
+    same, other = (flat(unlearn(model, tok, forget, method="ga", steps=2, batch_size=4, probe_every=0,
+                                progress=False, seed=seed).model) for seed in (0, 1))
+    rel = float((ddp - same).norm() / (same - w0).norm())
+    rel_other = float((other - same).norm() / (same - w0).norm())
+    assert rel <= 0.3, rel
+    assert rel <= rel_other / 3, (rel, rel_other)

@@ -3,6 +3,7 @@ reference pages that match the registries, notebooks whose text source and .ipyn
 
 import ast
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -175,3 +176,33 @@ def test_deprecation_guard_catches_a_deprecated_call_from_the_kit(tiny, monkeypa
     caught = conftest._kit_deprecations[start:]
     del conftest._kit_deprecations[start:]  # expected here: do not fail this test
     assert caught and "past_key_values" in caught[0] and "unlearnkit/scoring.py" in caught[0]
+
+
+def _pins(path: Path) -> dict:
+    pins = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.split("#", 1)[0].strip()
+        if "==" in line and not line.startswith("-"):
+            name, version = line.split("==", 1)
+            pins[re.sub(r"[-_.]+", "-", name.strip().lower())] = version.strip()
+    return pins
+
+
+def test_lock_pins_every_dependency_exactly():
+    """constraints.txt pins every package exactly, and every dependency that pyproject.toml names
+    (dev extras included) is among them: an install with -c constraints.txt can resolve only to
+    these versions, so two fresh installs resolve identically. Binder installs from the same lock."""
+    import tomllib
+
+    lock = REPO / "constraints.txt"
+    entries = [ln for ln in lock.read_text(encoding="utf-8").splitlines() if ln.strip() and not ln.startswith("#")]
+    pins = _pins(lock)
+    assert len(pins) == len(entries), "every line of constraints.txt is an exact pin (name==version)"
+    project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    deps = project["dependencies"] + [d for ds in project["optional-dependencies"].values() for d in ds]
+    names = {re.sub(r"[-_.]+", "-", re.split(r"[<>=!~\[; ]", d, maxsplit=1)[0].strip().lower()) for d in deps}
+    assert names - set(pins) == set(), f"not pinned in constraints.txt: {sorted(names - set(pins))}"
+    assert pins["torch"] == "2.13.0"
+    binder = (REPO / "binder" / "requirements.txt").read_text(encoding="utf-8")
+    assert "-c ../constraints.txt" in binder and "torch==2.13.0" in binder
+    assert "-c constraints.txt" in (REPO / "Makefile").read_text(encoding="utf-8")

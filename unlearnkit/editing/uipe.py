@@ -34,6 +34,9 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..metrics import evaluate, resolve_metrics, summarize
+from ..train import unlearn
+
 #: α grid of the sweep when none is given (spec A18: [0, 1] in steps of 0.1)
 DEFAULT_ALPHAS = tuple(round(0.1 * k, 1) for k in range(11))
 
@@ -235,8 +238,6 @@ def unlearn_uipe(model, tokenizer, forget, retain=None, method: str = "ga", *, a
     ``probes`` and ``log`` are those of the unlearning run (recorded before the extrapolation).
     ``alpha`` is validated before any training.
     """
-    from ..train import unlearn
-
     alpha = check_alpha(alpha)
     if "uipe_alpha" in unlearn_kwargs:
         raise ValueError("unlearn_uipe: pass the extrapolation coefficient as alpha=..., not uipe_alpha")
@@ -331,8 +332,6 @@ def uipe_sweep(original, unlearned, tokenizer, data, alphas: Iterable[float] = D
     columns of :func:`unlearnkit.metrics.evaluate` plus ``alpha`` and ``norm_ratio``. Metric
     names, splits and every α are checked before any work.
     """
-    from ..metrics import evaluate, resolve_metrics, summarize
-
     alphas = [check_alpha(a) for a in alphas]
     if not alphas:
         raise ValueError("uipe_sweep: alphas is empty; give at least one alpha >= 0")
@@ -346,7 +345,7 @@ def uipe_sweep(original, unlearned, tokenizer, data, alphas: Iterable[float] = D
         plan = dict(metrics)
     else:
         plan = {s: list([metrics] if isinstance(metrics, str) else metrics) for s in splits}
-    for s, ms in plan.items():
+    for ms in plan.values():
         resolve_metrics(ms)
     frames = []
     for a, model, info in extrapolations(original, unlearned, alphas):
@@ -365,8 +364,6 @@ def summarize_sweep(examples: pd.DataFrame) -> pd.DataFrame:
     """The per-example table of :func:`uipe_sweep` (``per_example=True``) reduced to one row per
     (alpha, split, metric) with each metric's own aggregate: the table ``uipe_sweep`` returns by
     default. Columns ``alpha, norm_ratio, split, metric, value, n, direction``."""
-    from ..metrics import summarize
-
     rows = []
     for (a, r), g in examples.groupby(["alpha", "norm_ratio"], sort=True):
         rows.append(summarize(g).assign(alpha=a, norm_ratio=r))

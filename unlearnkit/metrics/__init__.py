@@ -10,8 +10,16 @@ probes of forgotten facts) and ``all``. The reference page
 """
 
 from ..scoring import generate, generate_from_ids, score_answers, score_pairs, score_texts
-from . import closer_look, collapse, mia, muse, robustness, squeezing, tofu  # noqa: F401  (registers)
-from . import related  # noqa: F401  (registers related_recall)
+from . import (  # noqa: F401  (registers)
+    closer_look,
+    collapse,
+    mia,
+    muse,
+    related,  # noqa: F401  (registers related_recall)
+    robustness,
+    squeezing,
+    tofu,
+)
 from .base import (
     METRICS,
     NEEDS,
@@ -33,39 +41,39 @@ from .base import (
 )
 from .catalog import metrics_markdown, metrics_table
 from .closer_look import (
-                   classify_answer,
-                   cosine_scores,
-                   entailment_values,
-                   is_refusal,
-                   token_entropy_value,
-                   wrong_values,
+    classify_answer,
+    cosine_scores,
+    entailment_values,
+    is_refusal,
+    token_entropy_value,
+    wrong_values,
 )
 from .mia import (
-                   grad_norm_score,
-                   gradnorm_scores,
-                   mia_auc,
-                   min_k_plus_plus_score,
-                   min_k_score,
-                   reference_score,
-                   zlib_score,
+    grad_norm_score,
+    gradnorm_scores,
+    mia_auc,
+    min_k_plus_plus_score,
+    min_k_score,
+    reference_score,
+    zlib_score,
 )
 from .muse import privleak_value, rouge_l_f1
 from .robustness import (
-                   answer_prefix,
-                   fake_quantize,
-                   finetune_copy,
-                   quantize_copy,
-                   related_rows,
-                   relearn_split,
+    answer_prefix,
+    fake_quantize,
+    finetune_copy,
+    quantize_copy,
+    related_rows,
+    relearn_split,
 )
 from .squeezing import (
-                   belief_answers,
-                   misreport_table,
-                   squeeze_candidates,
-                   squeeze_decomposition,
-                   squeeze_summary,
-                   token_squeeze,
-                   token_squeeze_summary,
+    belief_answers,
+    misreport_table,
+    squeeze_candidates,
+    squeeze_decomposition,
+    squeeze_summary,
+    token_squeeze,
+    token_squeeze_summary,
 )
 from .tofu import aggregate_truth_ratio, forget_quality_value, harmonic_mean, rouge_recall, truth_ratio_raw
 

@@ -1,6 +1,15 @@
 """The miniature world (generator) and loaders for TOFU-format data."""
 
-from .generator import ATTRIBUTES, QUICK, RELATED_QUICK, TEMPLATES, World, WorldConfig, make_related_world, make_world
+from .generator import (
+           ATTRIBUTES,
+           QUICK,
+           RELATED_QUICK,
+           TEMPLATES,
+           World,
+           WorldConfig,
+           make_related_world,
+           make_world,
+)
 from .loaders import DataError, load_tofu, qa_dataset, validate_rows
 
 __all__ = ["ATTRIBUTES", "QUICK", "TEMPLATES", "World", "WorldConfig", "make_world", "RELATED_QUICK", "make_related_world", "DataError",
