@@ -4,12 +4,13 @@ Suites: ``tofu`` (probability, rouge, truth_ratio, forget_quality, model_utility
 (token_entropy, cosine_similarity, entailment_score, fact_recall, collapse), ``muse``
 (verbatim_memorization, knowledge_memorization, privleak), ``mia`` (mia_loss, mia_zlib, mia_min_k,
 mia_min_k_plus_plus, mia_reference, mia_gradnorm, privleak), ``squeeze`` (squeezing), ``robustness``
-(relearning, quantization, paraphrase_probe, prefix_probe) and ``all``. The reference page
+(relearning, quantization, paraphrase_probe, prefix_probe), ``memorization`` (exact_memorization,
+extraction_strength, memorization_accuracy, extraction_likelihood, memorization_outliers, miau) and ``all``. The reference page
 ``docs/metrics.md`` is generated from the registry by :mod:`unlearnkit.metrics.catalog`.
 """
 
 from ..scoring import generate, generate_from_ids, score_answers, score_pairs, score_texts
-from . import closer_look, collapse, mia, muse, robustness, squeezing, tofu  # noqa: F401  (registers)
+from . import closer_look, collapse, memorization, mia, muse, robustness, squeezing, tofu  # noqa: F401  (registers)
 from .base import (
                    METRICS,
                    NEEDS,
@@ -44,6 +45,7 @@ from .mia import (
                    reference_score,
                    zlib_score,
 )
+from .memorization import memorization_histogram
 from .muse import privleak_value, rouge_l_f1
 from .robustness import (
                    answer_prefix,
@@ -71,4 +73,4 @@ __all__ = ["METRICS", "NEEDS", "OPTIONS", "option", "SUITES", "EvalContext", "Me
            "reference_score", "mia_auc", "grad_norm_score", "gradnorm_scores", "privleak_value", "rouge_l_f1", "fake_quantize", "quantize_copy",
            "finetune_copy", "relearn_split", "related_rows", "answer_prefix", "belief_answers", "squeeze_candidates",
            "squeeze_decomposition", "squeeze_summary", "token_squeeze", "token_squeeze_summary",
-           "metrics_table", "metrics_markdown", "write_metrics_doc"]
+           "metrics_table", "metrics_markdown", "write_metrics_doc", "memorization_histogram"]

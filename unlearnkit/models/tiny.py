@@ -51,6 +51,9 @@ class TinyConfig:
 
 
 QUICK_TINY = TinyConfig(vocab_size=640, epochs=70)
+#: worlds with memorized records (``WorldConfig.repetitions``): fewer epochs, so that records seen once
+#: per epoch stay partly unmemorized while records seen 8x are verbatim (the spread notebook 04 needs)
+MEMORIZATION_TINY = TinyConfig(vocab_size=640, epochs=40)
 
 
 def cache_root() -> Path:
@@ -170,7 +173,10 @@ def build_or_load(world, kind: str = "target", cfg: TinyConfig | None = None, *,
     if kind not in ("target", "retain"):
         raise ValueError(f"unknown model kind {kind!r}; valid: 'target', 'retain'")
     if cfg is None:
-        cfg = QUICK_TINY if world.config.n_people <= 24 else TinyConfig()
+        if getattr(world.config, "repetitions", ()):
+            cfg = MEMORIZATION_TINY
+        else:
+            cfg = QUICK_TINY if world.config.n_people <= 24 else TinyConfig()
     root = cache_root()
     tok = _tokenizer_for(world, cfg, root)
     d = root / _key(world, cfg, kind)
