@@ -226,3 +226,46 @@ def test_model_level_scores_agree_with_pure_functions():
     probe = M.memorization_probe(model, tok, data, step=5, split="forget")
     assert list(probe.columns) == ["step", "split", "id", "quantity", "value"] and (probe.quantity == "ma").all()
     assert np.allclose(probe.value, wide["ma"].to_numpy())
+
+
+# -- exercises of notebook 04 ---------------------------------------------------------------------------
+
+
+def test_exercise_memorization_accuracy(capsys):
+    from unlearnkit import exercises as ex
+
+    def stub(preds, target):
+        raise NotImplementedError
+
+    assert ex.check_memorization_accuracy(ex.reference("memorization_accuracy"))
+    assert not ex.check_memorization_accuracy(stub)
+    assert "not done yet" in capsys.readouterr().out
+    with pytest.raises(ex.ExerciseError, match="number"):
+        ex.check_memorization_accuracy(lambda p, t: sum(a == b for a, b in zip(p, t)))
+    with pytest.raises(ex.ExerciseError, match="wrong"):
+        ex.check_memorization_accuracy(lambda p, t: sum(a != b for a, b in zip(p, t)) / len(t))
+    with pytest.raises(ex.ExerciseError, match="T-1"):
+        ex.check_memorization_accuracy(lambda p, t: sum(a == b for a, b in zip(p, t)) / max(1, len(t) - 1))
+
+
+def test_exercise_extractable(capsys):
+    from unlearnkit import exercises as ex
+
+    rec = pd.DataFrame({"id": [3, 5, 8], "recovered": [True, False, True]})
+    assert ex.reference("extractable", rec) == [3, 8]
+    assert ex.check_extractable(rec, [8, 3])
+    assert not ex.check_extractable(rec, ...)
+    with pytest.raises(ex.ExerciseError, match=r"still recovers \[8\].*\[5\] are not"):
+        ex.check_extractable(rec, [3, 5])
+    assert "_extractable" in ex.solution("extractable")
+
+
+def test_explorer_renders_headless():
+    from unlearnkit.viz import MemorizationExplorer
+
+    t = pd.DataFrame({"id": [0, 0, 1], "position": [0, 1, 0], "token": ["a", "b", "c"], "predicted": ["a", "x", "c"],
+                      "match": [True, False, True]})
+    e = MemorizationExplorer({"before": t, "after": t.assign(match=False)})
+    assert e.png and e.ma == {"before": 0.5, "after": 0.0}
+    e.sequence.value = 1
+    assert e.ma["before"] == 1.0 and "MA 1.00" in e.info.value

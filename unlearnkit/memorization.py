@@ -307,17 +307,27 @@ def memorization_probe(model, tokenizer, data, *, step: int, split: str) -> pd.D
     return pd.DataFrame({"step": step, "split": split, "id": _ids_of(data, len(ma)), "quantity": "ma", "value": ma})
 
 
+def token_match_table(model, tokenizer, data, *, batch_size: int = 64) -> pd.DataFrame:
+    """The per-token view of every sequence (one batched forward): tidy rows ``id``, ``position``,
+    ``token`` (target token text), ``predicted`` (teacher-forced greedy token text), ``match`` (bool).
+    The mean of ``match`` per ``id`` is that sequence's MA."""
+    seqs = encode_sequences(tokenizer, data)
+    preds = teacher_forced_predictions(model, seqs, batch_size=batch_size)
+    rows = []
+    for i, p, (_, s) in zip(_ids_of(data, len(seqs)), preds, seqs):
+        for t, (a, b) in enumerate(zip(s, p)):
+            rows.append({"id": i, "position": t, "token": tokenizer.decode([a]), "predicted": tokenizer.decode([int(b)]),
+                         "match": bool(a == b)})
+    return pd.DataFrame(rows, columns=["id", "position", "token", "predicted", "match"])
+
+
 def token_matches(model, tokenizer, data, row: int = 0) -> pd.DataFrame:
-    """The per-token view of one sequence: ``position``, ``token`` (target text), ``predicted`` (the
-    teacher-forced greedy token), ``match`` (bool). Its ``match`` mean is the row's MA."""
+    """:func:`token_match_table` of the single row ``row`` (0-based position in ``data``)."""
     n = len(data)
     if not 0 <= row < n:
         raise ValueError(f"row={row} is out of range; valid range: [0, {n - 1}]")
-    seqs = encode_sequences(tokenizer, data.select([row]) if hasattr(data, "select") else data.iloc[[row]])
-    (_, s), = seqs
-    p = teacher_forced_predictions(model, seqs)[0]
-    return pd.DataFrame({"position": range(len(s)), "token": [tokenizer.decode([t]) for t in s],
-                         "predicted": [tokenizer.decode([int(t)]) for t in p], "match": p == np.asarray(s)})
+    sub = data.select([row]) if hasattr(data, "select") else data.iloc[[row]]
+    return token_match_table(model, tokenizer, sub)
 
 
 # -- the extraction attack ----------------------------------------------------------------------------

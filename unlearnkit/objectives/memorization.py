@@ -18,6 +18,7 @@ must carry ``question``/``answer`` (the world's records do; ``ctx.raw["forget"]`
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import torch
 
 from ..editing.task_vectors import apply_task_vector, snapshot
@@ -130,6 +131,41 @@ def _restore(model, ctx):
     w = ctx.state.get("stop_weights")
     if w is not None:
         apply_task_vector(model, w, 0.0)
+    elif ctx.state.get("ma_history") and ctx.state["ma_history"][-1][0] != ctx.step + 1:
+        _score(model, ctx, ctx.step + 1)  # the returned weights' MA closes the history
+    _keep_state(ctx)
+
+
+#: the per-run store of the most recent SGA/TA/TAU run (``ctx.state`` without weights), until the loop
+#: returns ``ctx.state`` itself; read it with :func:`last_run` / :func:`ma_history`.
+_LAST: dict = {}
+
+
+def _keep_state(ctx):
+    _LAST.clear()
+    _LAST.update({k: v for k, v in ctx.state.items() if k not in ("theta_s", "stop_weights")})
+    _LAST["ids"] = list(ctx.raw["forget"]["id"]) if "id" in ctx.raw["forget"].column_names \
+        else list(range(len(ctx.raw["forget"])))
+
+
+def last_run() -> dict:
+    """The store of the most recent ``sga`` / ``task_arithmetic`` / ``tau`` run: ``ma_history``,
+    ``edited_ma``, ``updates`` (per forget row), ``phase``, ``switch_step``, ``stop``, ``ids``."""
+    if not _LAST:
+        raise RuntimeError("no sga / task_arithmetic / tau run has finished in this session")
+    return dict(_LAST)
+
+
+def ma_history(state: dict | None = None) -> pd.DataFrame:
+    """Each forget sequence's MA at every scoring of a run, tidy: ``step``, ``id``, ``value``, ``model``
+    ("training" weights; "edited" for TA/TAU's theta_s + c (theta_t - theta_s) at validations)."""
+    st = last_run() if state is None else state
+    ids = st["ids"]
+    rows = [{"step": s, "id": i, "value": float(v), "model": "training"}
+            for s, ma in st.get("ma_history", []) for i, v in zip(ids, ma)]
+    rows += [{"step": s, "id": i, "value": float(v), "model": "edited"}
+             for s, ma in st.get("edited_ma", []) for i, v in zip(ids, ma)]
+    return pd.DataFrame(rows, columns=["step", "id", "value", "model"])
 
 
 @torch.no_grad()
@@ -150,6 +186,11 @@ def _ta_finish(model, ctx):
         apply_task_vector(model, ctx.state["stop_weights"], 0.0)
     elif ctx.state.get("theta_s") is not None:  # ran out of steps in phase 2: the edit of the last weights
         apply_task_vector(model, ctx.state["theta_s"], ctx.hp["c"])
+        ma = per_sequence_ma(model, ctx.tokenizer, ctx.raw["forget"])
+        ctx.state.setdefault("edited_ma", []).append((ctx.step + 1, ma))
+    else:  # ran out of steps in phase 1: the ascent model
+        _score(model, ctx, ctx.step + 1)
+    _keep_state(ctx)
 
 
 def _task_arithmetic(model, batch, ctx):
