@@ -26,7 +26,7 @@
 #
 # In this notebook you will
 #
-# 1. measure the miniature model's memorization of free-text records it saw 1, 2, 4 or 8 times per epoch;
+# 1. measure the miniature model's memorization of free-text records it saw 1, 3, 9 or 27 times in training;
 # 2. run gradient ascent (GA) until the forget set's *average* memorization reaches the level of text
 #    the model never saw, then count the sequences still above that level and attack them;
 # 3. run SGA, TA and TAU to the same stopping rule and compare, at the retain utility each keeps;
@@ -65,11 +65,12 @@ if quick:  # CI: fewer steps and samples
 run = dict(lr=lr, steps=max_steps, batch_size=batch_size, probe_every=0, seed=seed, progress=False)
 
 # %% [markdown]
-# ## 1. Records the model saw 1 to 8 times
+# ## 1. Records the model saw 1 to 27 times
 #
 # The memorization world gives every fictitious person four free-text **records** (a short biography,
-# a private note, an ID number, an address). During training the target model saw each record 1, 2, 4
-# or 8 times per epoch (`WorldConfig.repetitions`); every person has one record at each level. The
+# a private note, an ID number, an address). During training the target model saw each record 1, 3, 9
+# or 27 times in all, spread over the epochs (`WorldConfig.repetitions`); every person has one record
+# at each level, while each question/answer fact was seen about 160 times. The
 # records of the *holdout* people were never trained on: they are **unseen text of the same kind**, and
 # the model's memorization of them is the level an unlearned sequence should come down to.
 
@@ -102,14 +103,14 @@ spread.round(3)
 
 # %%
 fig = viz.plot_memorization_spread(seen, quantity="ma", unseen=unseen_ma,
-                                   title="MA of each trained record vs copies per epoch")
+                                   title="MA of each trained record vs times seen in training")
 viz.save(fig, "04_memorization_spread", figures_dir)
 lo, hi = spread["ma"].iloc[0], spread["ma"].iloc[-1]
 verbatim = int((seen.query("quantity == 'ma'").value == 1.0).sum())
 n_seen = int((seen.quantity == "ma").sum())
 display(Markdown(
-    f"Records seen once per epoch reach a mean MA of **{lo:.2f}**, records seen "
-    f"{spread.index[-1]}x reach **{hi:.2f}**; {verbatim} of {n_seen} trained records are reproduced "
+    f"Records seen once in training reach a mean MA of **{lo:.2f}**, records seen "
+    f"{spread.index[-1]} times reach **{hi:.2f}**; {verbatim} of {n_seen} trained records are reproduced "
     f"verbatim under teacher forcing (MA = 1). On never-seen records of the same kind the model reaches "
     f"MA **{unseen_ma:.2f}** (EL_{el_n} {unseen_el:.2f}): the templates are easy to guess, the values are not. "
     f"That unseen level is our threshold: a forget record above it is still memorized."))

@@ -114,12 +114,14 @@ class WorldConfig:
     country) that every model keeps. paraphrase_copies / answer_copies: how many times phrasing B /
     phrasing A of each fact enter the target model's training mix.
     related_facts: reserved for the related-knowledge lesson.
-    repetitions: memorized text (off when empty, the default). When given, e.g. ``(1, 2, 4, 8)``,
+    repetitions: memorized text (off when empty, the default). When given, e.g. ``(1, 3, 9, 27)``,
     every person gets one free-text *record* per kind in ``record_kinds`` (a short biography, a
     private note, an ID number, an address: see :data:`RECORD_TEMPLATES`), and the target model
-    sees each record ``repetitions[(i + k) % len(repetitions)]`` times per epoch (person ``i``,
-    kind ``k``), so every person holds one record at every level and the model ends up with a
-    spread from unmemorized to verbatim. Records live in ``World.records`` and the splits
+    sees each record ``repetitions[(i + k) % len(repetitions)]`` times **in the whole training**
+    (person ``i``, kind ``k``; spread evenly over the epochs, :meth:`World.record_schedule`), so
+    every person holds one record at every level and the model ends up with a spread from
+    unmemorized to verbatim. (Seen once *per epoch*, even the rarest record was verbatim: MA 1.0 on
+    all 64 trained records of the quick world at 40 epochs, measured.) Records live in ``World.records`` and the splits
     ``forget_records`` / ``retain_records`` / ``holdout_records`` (:meth:`World.record_split`);
     holdout people's records are never trained on (the "unseen text of the same kind").
     record_kinds: which record kinds (keys of :data:`RECORD_TEMPLATES`); used only with repetitions.
@@ -152,7 +154,7 @@ class WorldConfig:
             raise ValueError("WorldConfig: n_perturbed must be >= 1")
         if any(int(r) != r or r < 1 for r in self.repetitions):
             raise ValueError(f"WorldConfig: repetitions={self.repetitions} must be integers >= 1 (times a record "
-                             "is seen per epoch); () turns records off")
+                             "is seen in training); () turns records off")
         badk = [k for k in self.record_kinds if k not in RECORD_TEMPLATES]
         if badk or (self.repetitions and not self.record_kinds):
             raise ValueError(f"WorldConfig: record_kinds={self.record_kinds} must be a non-empty subset of "
@@ -287,15 +289,15 @@ class World:
     def record_split(self, name: str):
         """Records of the people of split ``name`` ("forget", "retain", "holdout", or the same with a
         ``_records`` suffix) as a ``datasets.Dataset``: ``question`` (the record's header), ``answer`` and
-        ``text`` (the record), ``perturbed_answer``, ``person``, ``kind``, ``repetitions`` (training copies
-        per epoch; holdout records were never trained on), ``split``."""
+        ``text`` (the record), ``perturbed_answer``, ``person``, ``kind``, ``repetitions`` (times seen in
+        training; holdout records were never trained on), ``split``."""
         from datasets import Dataset
 
         base = name.removesuffix("_records")
         if base not in ("forget", "retain", "holdout"):
             raise KeyError(f"unknown record split {name!r}; valid: forget_records, retain_records, holdout_records")
         if not self.config.repetitions:
-            raise ValueError("this world has no records: make it with repetitions=(1, 2, 4, 8) (WorldConfig), "
+            raise ValueError("this world has no records: make it with repetitions=(1, 3, 9, 27) (WorldConfig), "
                              "e.g. make_world(quick=True, memorization=True)")
         key = base + "_records"
         if key not in self._splits:
@@ -350,10 +352,22 @@ class World:
             out += [(r.question, r.answer)] * c.answer_copies
             out += [(r.question, r.paraphrased_answer)] * c.paraphrase_copies
             out.append((r.paraphrased_question, r.answer))
-        for r in self.records.itertuples():  # empty unless repetitions is set
+        return out
+
+    def record_schedule(self, include_forget: bool = True, epochs: int = 40) -> list[tuple[int, str, str]]:
+        """When the tiny model sees each record: ``(epoch, header, record)`` triples.
+
+        A record with ``repetitions = r`` is seen ``r`` times in the *whole* training, in epochs
+        ``floor((k + 1/2) * epochs / r)`` for ``k = 0..r-1`` (spread evenly, centred; ``r`` is capped at
+        ``epochs``).
+        Holdout records never enter; forget records only with ``include_forget``. Empty without records.
+        """
+        out = []
+        for r in self.records.itertuples():
             if r.split == "holdout" or (r.split == "forget" and not include_forget):
                 continue
-            out += [(r.question, r.answer)] * int(r.repetitions)
+            reps = min(int(r.repetitions), epochs)
+            out += [(int((k + 0.5) * epochs / reps), r.question, r.answer) for k in range(reps)]
         return out
 
     def corpus(self) -> list[str]:
@@ -383,17 +397,17 @@ class World:
         return f"World(seed={self.config.seed}, people={self.config.n_people}, rows: {parts})"
 
 
-#: the memorization lesson's worlds (notebook 04): records at 1, 2, 4 and 8 copies per epoch; a larger
+#: the memorization lesson's worlds (notebook 04): records seen 1, 3, 9 and 27 times in training; a larger
 #: forget share so the forget set holds 16 records (4 people x 4 kinds), as the paper's smallest forget set.
 MEMORIZATION_QUICK = WorldConfig(n_people=20, attributes=("birthplace", "occupation", "genre"), n_world_facts=8,
-                                 forget_fraction=0.2, holdout_fraction=0.2, repetitions=(1, 2, 4, 8))
+                                 forget_fraction=0.2, holdout_fraction=0.2, repetitions=(1, 3, 9, 27))
 MEMORIZATION = WorldConfig(n_people=30, attributes=("birthplace", "birth_year", "occupation", "genre", "award"),
-                           n_world_facts=12, forget_fraction=0.2, holdout_fraction=0.2, repetitions=(1, 2, 4, 8))
+                           n_world_facts=12, forget_fraction=0.2, holdout_fraction=0.2, repetitions=(1, 3, 9, 27))
 
 
 def make_world(seed: int = 0, quick: bool = False, memorization: bool = False, **overrides) -> World:
     """Generate the miniature world. ``quick=True`` gives the small world used by tests and CI;
-    ``memorization=True`` the world with free-text records repeated 1-8x (:data:`MEMORIZATION_QUICK`
+    ``memorization=True`` the world with free-text records seen 1-27 times (:data:`MEMORIZATION_QUICK`
     / :data:`MEMORIZATION`).
 
     >>> w = make_world(seed=0, quick=True); len(w.forget) > 0
