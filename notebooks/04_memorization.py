@@ -38,9 +38,9 @@
 # Parameters (papermill: -p name value). quick=True shrinks everything for CI.
 quick = False
 seed = 0
-lr = 1e-3                 # learning rate of every method (AdamW)
-max_steps = 120           # upper bound on unlearning steps (each method stops on its own rule)
-batch_size = 4            # forget records per step (one epoch = forget size / batch_size steps)
+lr = 1e-4                 # learning rate of every method (AdamW)
+max_steps = 200           # upper bound on unlearning steps (each method stops on its own rule)
+batch_size = 4            # forget records per step (an epoch is 16 / batch_size steps)
 el_n = 4                  # n of EL_n (the paper uses 10 on 200-token sequences; records here are ~20 tokens)
 prefix_len = 4            # record tokens the attacker knows (besides the record's header)
 n_samples = 4             # sampled continuations per record in the attack (besides the greedy one)
@@ -60,8 +60,8 @@ from unlearnkit.objectives.memorization import last_run, ma_history
 
 viz.setup()
 pd.set_option("display.max_colwidth", 80)
-if quick:  # CI: fewer steps and samples
-    max_steps, n_samples = min(max_steps, 60), min(n_samples, 2)
+if quick:  # CI: fewer attack samples (the methods stop on their own rules, in 40-90 steps here)
+    n_samples = min(n_samples, 2)
 run = dict(lr=lr, steps=max_steps, batch_size=batch_size, probe_every=0, seed=seed, progress=False)
 
 # %% [markdown]
@@ -75,7 +75,8 @@ run = dict(lr=lr, steps=max_steps, batch_size=batch_size, probe_every=0, seed=se
 # the model's memorization of them is the level an unlearned sequence should come down to.
 
 # %%
-world = uk.make_world(seed=seed, quick=quick, memorization=True)
+# the quick memorization world in both modes: its model (built once, cached) already shows the spread
+world = uk.make_world(seed=seed, quick=True, memorization=True)
 model, tok = uk.target_model(world, progress=False)
 forget, retain_rec, unseen = world.forget_records, world.retain_records, world.holdout_records
 forget.to_pandas()[["id", "kind", "repetitions", "question", "answer"]].head(8)
@@ -156,7 +157,8 @@ print(f"GA: {len(ga.log)} steps; {ga.stopped or 'ran all steps without reaching 
 
 # %%
 def outliers(m):
-    t = uk.evaluate(m, tok, {"forget": forget}, metrics=["memorization_outliers"], holdout=unseen, progress=False)
+    t = uk.evaluate(m, tok, {"forget": forget}, metrics=["memorization_outliers"], holdout=unseen,
+                    original=(model, tok), progress=False)
     return t[t.id == -1].iloc[0]
 
 o_ga = outliers(ga.model)
@@ -192,6 +194,10 @@ ex.check_extractable(rec["GA"], ex.reference("extractable", rec["GA"]) if show_s
 r = rec["GA"]
 display(Markdown(f"The attack recovers **{int(r.recovered.sum())}** of {len(r)} forget records from the target "
                  f"model's GA copy (it recovered {int(rec['target'].recovered.sum())} from the target model)."))
+if r.recovered.sum() == 0:
+    print(f"With {prefix_len} known tokens the attack recovers nothing after GA: the records GA leaves above the "
+          "line are still partly memorized (their MA is teacher-forced), but no longer extractable from a short "
+          "prefix. On the miniature, MA finds what this attack misses.")
 r[r.recovered][["id", "target", "greedy", "best_el"]]
 
 # %% [markdown]
@@ -243,6 +249,11 @@ if best_n < ga_n:
 else:
     claim = (f"On this run no method leaves fewer records above the unseen level than GA ({ga_n}): the miniature "
              "does not reproduce the paper's gap here.")
+worse = [k for k in u.index if k != "GA" and u.loc[k, "above unseen MA"] > ga_n]
+if worse:
+    claim += (f" {' and '.join(worse)} leave *more* records above the line than GA: they stop as soon as the mean "
+              "of the (edited) model crosses it, and on the miniature that happens while several records are still "
+              "above, so here the miniature reproduces the gap for the methods listed above it, not for these.")
 display(Markdown(claim + " Per method: " + "; ".join(
     f"{k}: {int(v['above unseen MA'])} above, {int(v['recovered by attack'])} recovered, {int(v.steps)} steps"
     for k, v in u.iterrows()) + "."))

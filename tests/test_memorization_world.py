@@ -116,6 +116,10 @@ def test_outlier_metric_states_its_threshold(mem_world, mem_tiny):
     unseen = mem.per_sequence_ma(model, tok, mem_world.holdout_records).mean()
     assert agg.threshold == pytest.approx(unseen) and "unseen" in agg.threshold_source
     assert agg.value == (t[(t.id != -1)].value > unseen).sum() and "of 16 forget sequences" in agg.statement
+    orig = uk.evaluate(model, tok, {"forget": mem_world.forget_records}, metrics=["memorization_outliers"],
+                       holdout=mem_world.holdout_records, original=(model, tok), progress=False)
+    o = orig[orig.id == -1].iloc[0]
+    assert "original model" in o.threshold_source and o.threshold == pytest.approx(unseen)
     two = uk.evaluate(model, tok, {"forget": mem_world.forget_records}, metrics=["memorization_outliers"],
                       mem_outlier_rule="two_sided", progress=False)
     a2 = two[two.id == -1].iloc[0]

@@ -413,7 +413,8 @@ def miau_scores(model, tokenizer, data, *, normalize: bool = True, batch_size: i
     if len(data) == 0:
         raise ValueError("data is empty: miau needs >= 1 sequence")
     lists = [[a, *p] for a, p in zip(data["answer"], data["perturbed_answer"])]
-    res = score_answers(model, tokenizer, data["question"], lists, batch_size=batch_size)
+    # the flat path (no shared-prefix KV cache): the records are short, and it passes no cache object
+    res = score_answers(model, tokenizer, data["question"], lists, batch_size=batch_size, prefix_share=False)
     rows = []
     for i, r in zip(_ids_of(data, len(lists)), res):
         ll = r["logprob"] / np.maximum(r["n_tokens"], 1)

@@ -11,8 +11,9 @@
                            greedy continuation of ``x_<t`` and ``x_≥t`` (``n = mem_el_n``, 10);
                            NaN for sequences of ``T <= n`` tokens (the aggregate skips them)
 ``memorization_outliers``  the Barbulescu unlearning-quality count: forget sequences whose MA is
-                           still above the threshold (default: the mean MA the same model reaches on
-                           unseen text of the same kind, the holdout split), with the std of MA;
+                           still above the threshold (default: the mean MA on unseen text of the
+                           same kind, the holdout split, of the original model if ``original=`` is
+                           given, else of the evaluated model), with the std of MA;
                            ``mem_outlier_rule="two_sided"``: the authors' code, ``#(MA >= 0.60) +
                            #(MA <= 0.15)``
 ``miau``                   the perturbation membership score (DetectGPT-style) on the world's own
@@ -30,7 +31,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..memorization import memorization_scores, miau_scores, outlier_summary
+from ..memorization import memorization_scores, miau_scores, outlier_summary, per_sequence_ma
 from .base import NON_FORGET_SPLITS, MissingInputError, metric, option
 
 option("mem_el_n", 10, "extraction_likelihood: n of EL_n (n-gram length, tokens)", low=1)
@@ -98,12 +99,25 @@ def extraction_likelihood_metric(ctx, split, data):
 
 
 def unseen_level(ctx) -> tuple[float, str]:
-    """The mean MA of the same model on the holdout split (unseen text of the same kind), and a sentence."""
+    """The mean MA on the holdout split (unseen text of the same kind), and a sentence saying whose.
+
+    Whose: the model *before* unlearning when ``original=(model, tokenizer)`` is given (a fixed level,
+    comparable across methods: unlearning also lowers MA on unseen text), else the evaluated model.
+    """
     if ctx.holdout is None:
         raise MissingInputError("metric 'memorization_outliers' needs a threshold: pass mem_threshold=<MA in [0, 1]>, "
                                 "or a holdout split of unseen records (holdout=world.holdout_records)")
-    ma = _one(ctx, "holdout", ctx.holdout, "ma")["value"].to_numpy()
-    return float(ma.mean()), f"mean MA of the same model on {len(ma)} unseen sequences (holdout)"
+    if ctx.original is not None:
+        key = ("memorization_unseen_original",)
+        if key not in ctx.cache:
+            om, otok = ctx.original
+            ctx.cache[key] = per_sequence_ma(om, otok, ctx.holdout, batch_size=ctx.opt("batch_size"))
+        ma = ctx.cache[key]
+        whose = "the original model (before unlearning)"
+    else:
+        ma = _one(ctx, "holdout", ctx.holdout, "ma")["value"].to_numpy()
+        whose = "the evaluated model"
+    return float(np.mean(ma)), f"mean MA of {whose} on {len(ma)} unseen sequences (holdout)"
 
 
 @metric("memorization_outliers", suites=("memorization",), per_example=False,
