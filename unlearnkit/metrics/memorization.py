@@ -9,7 +9,8 @@
                            :mod:`unlearnkit.memorization`)
 ``extraction_likelihood``  EL_n: mean over prefixes ``t = 1..T-n`` of the n-gram overlap between the
                            greedy continuation of ``x_<t`` and ``x_≥t`` (``n = mem_el_n``, 10);
-                           NaN for sequences of ``T <= n`` tokens (the aggregate skips them)
+                           sequences of ``T <= n`` tokens are left out (EL_n undefined); a split
+                           with no longer sequence is skipped (suite) or raises (named)
 ``memorization_outliers``  the Barbulescu unlearning-quality count: forget sequences whose MA is
                            still above the threshold (default: the mean MA on unseen text of the
                            same kind, the holdout split, of the original model if ``original=`` is
@@ -32,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from ..memorization import memorization_scores, miau_scores, outlier_summary, per_sequence_ma
+from ..world.loaders import DataError
 from .base import NON_FORGET_SPLITS, MissingInputError, metric, option
 
 option("mem_el_n", 10, "extraction_likelihood: n of EL_n (n-gram length, tokens)", low=1)
@@ -95,7 +97,12 @@ def extraction_likelihood_metric(ctx, split, data):
     if key not in ctx.cache:
         ctx.cache[key] = memorization_scores(ctx.model, ctx.tokenizer, data, el_n=n, batch_size=ctx.opt("batch_size"),
                                              quantities=("el",))
-    return ctx.cache[key][["id", "value", "n_tokens"]].assign(n=n)
+    df = ctx.cache[key][["id", "value", "n_tokens"]].assign(n=n)
+    kept = df[df.n_tokens > n]
+    if kept.empty:
+        raise DataError(f"every sequence of split {split!r} has at most mem_el_n={n} tokens (longest: "
+                        f"{int(df.n_tokens.max())}): EL_n is undefined; lower mem_el_n (valid range: 1 to longest - 1)")
+    return kept.reset_index(drop=True)
 
 
 def unseen_level(ctx) -> tuple[float, str]:
