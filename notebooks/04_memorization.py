@@ -48,7 +48,6 @@ figures_dir = "figures"   # where PNG figures are written (None: do not save)
 show_solutions = False    # instructors: run the exercise checks on the reference solutions
 
 # %%
-import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 

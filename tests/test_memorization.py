@@ -125,7 +125,7 @@ class _Tok:
 
 
 def _ctx(hp, data, tok):
-    from unlearnkit.objectives import ObjectiveContext, get_objective
+    from unlearnkit.objectives import ObjectiveContext
 
     return ObjectiveContext(hp=hp, tokenizer=tok, raw={"forget": data}, state={})
 
@@ -207,7 +207,7 @@ def test_model_level_scores_agree_with_pure_functions():
         assert np.array_equal(p, ref)
     df = M.memorization_scores(model, tok, data, el_n=3)
     wide = df.pivot(index="id", columns="quantity", values="value")
-    for i, ((c, s), p) in enumerate(zip(seqs, preds)):
+    for i, ((_, s), p) in enumerate(zip(seqs, preds)):
         assert wide.loc[i, "ma"] == pytest.approx(M.memorization_accuracy(p, s))
         assert wide.loc[i, "es"] == pytest.approx(M.extraction_strength(p, s))
     # EL: greedy continuation of every prefix, checked against one-at-a-time greedy decoding for row 0

@@ -4,7 +4,6 @@ Measured on the cached quick memorization world (``make_world(quick=True, memori
 ``MEMORIZATION_TINY``; figures filled in below from the run that built it).
 """
 
-import numpy as np
 import pytest
 
 from unlearnkit import memorization as mem
@@ -31,7 +30,7 @@ def test_knob_off_keeps_the_old_world_and_its_cache_key(quick_world):
     # the digest (and so the cached quick models) of a world without records did not change
     assert _key(quick_world, QUICK_TINY, "target") == "target-f1a5e14a62d1d05d"
     with pytest.raises(ValueError, match="has no records"):
-        quick_world.forget_records
+        _ = quick_world.forget_records
     from unlearnkit import WorldConfig
 
     with pytest.raises(ValueError, match="repetitions=.*integers >= 1"):

@@ -372,7 +372,7 @@ def extraction_attack(model, tokenizer, data, *, prefix_len: int = 8, n_samples:
             runs.append(("sample", j + 1, samp[j::n_samples]))
     rows = []
     for dec, j, conts in runs:
-        for i, (c, s), g in zip(ids, seqs, conts):
+        for i, (_, s), g in zip(ids, seqs, conts):
             suffix = s[prefix_len:]
             g = list(g)[: len(suffix)]
             el = ngram_overlap(g, suffix, el_n)

@@ -36,6 +36,7 @@ from .closer_look import (
                    token_entropy_value,
                    wrong_values,
 )
+from .memorization import memorization_histogram
 from .mia import (
                    grad_norm_score,
                    gradnorm_scores,
@@ -45,7 +46,6 @@ from .mia import (
                    reference_score,
                    zlib_score,
 )
-from .memorization import memorization_histogram
 from .muse import privleak_value, rouge_l_f1
 from .robustness import (
                    answer_prefix,

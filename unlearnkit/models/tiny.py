@@ -126,7 +126,6 @@ def _train_tiny(pairs, tokenizer, cfg: TinyConfig, progress: bool, desc: str, sc
                        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
     model = LlamaForCausalLM(mcfg)
     n = n_base
-    steps_per_epoch = math.ceil(n / cfg.batch_size)
     # scheduled rows add steps to their epochs; the lr schedule spans them all
     total = sum(math.ceil((n + len(by_epoch.get(e, ()))) / cfg.batch_size) for e in range(cfg.epochs))
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))

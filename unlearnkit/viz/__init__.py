@@ -5,6 +5,12 @@ Static plots (:mod:`.plots`) return matplotlib figures; the tables behind them a
 :func:`unlearnkit.unlearn` and render headless.
 """
 
+from .memorization import (
+    MemorizationExplorer,
+    plot_ma_histograms,
+    plot_ma_trajectories,
+    plot_memorization_spread,
+)
 from .plots import (
     LABELS,
     PALETTE,
@@ -36,12 +42,6 @@ from .tables import (
     token_entropy_value,
     token_view,
     tradeoff_table,
-)
-from .memorization import (
-    MemorizationExplorer,
-    plot_ma_histograms,
-    plot_ma_trajectories,
-    plot_memorization_spread,
 )
 from .widgets import EntropyExplorer, SqueezeExplorer
 

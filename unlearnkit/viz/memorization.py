@@ -76,7 +76,7 @@ def plot_ma_trajectories(traj: pd.DataFrame, *, hue: str | None = "repetitions",
     ax = fig.add_subplot(111)
     levels = sorted(traj[hue].unique()) if hue and hue in traj else [None]
     cmap = {lv: c for lv, c in zip(levels, ["#9ecae1", "#4292c6", "#2171b5", "#08306b", "#000000"] * 4)}
-    for sid, g in traj.groupby("id"):
+    for _, g in traj.groupby("id"):
         g = g.sort_values("step")
         lv = g[hue].iloc[0] if hue and hue in g else None
         ax.plot(g["step"], g["value"], color=cmap[lv], alpha=0.8, lw=1.2,
