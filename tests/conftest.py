@@ -69,6 +69,8 @@ def _kit_frame(depth: int = 2):
     f = sys._getframe(depth)
     while f is not None:
         if f.f_code.co_filename.startswith(PKG_DIR):
+            if f.f_code.co_name == "<module>":  # a library warning while the kit imports it: not a call of ours
+                return None
             return f"{f.f_code.co_filename[len(str(REPO)) + 1:]}:{f.f_lineno}"
         f = f.f_back
     return None

@@ -161,7 +161,7 @@ def solution(name: str) -> str:
     """The reference solution's source code (or value), for instructors."""
     if name in _COMPUTED:
         fn = {"crossover": _crossover, "lowest_token_entropy": _lowest, "closest_to_retain": _closest,
-              "alpha_for_budget": _alpha_for_budget, "carrier": _carrier}[name]
+              "alpha_for_budget": _alpha_for_budget, "carrier": _carrier, **_COMPUTED_SOURCES}[name]
         return textwrap.dedent(inspect.getsource(fn))
     ref = reference(name)
     if callable(ref):
@@ -528,3 +528,83 @@ def check_carrier(carriers, probe_id, answer) -> Outcome:
     if got in {str(t).lower() for t in carriers.twin}:
         raise ExerciseError(f"{answer} is a twin too, but of someone else; probe {probe_id} asks about {row.person}.")
     raise ExerciseError(f"{answer!r} is not in the carriers table; look at the row whose id is {probe_id}.")
+
+
+# -- notebook 04: memorization ------------------------------------------------------------------------
+
+#: computed exercises of later notebooks: name -> the function whose source solution() shows
+_COMPUTED_SOURCES: dict = {}
+
+
+def _memorization_accuracy(preds, target) -> float:
+    """MA: the share of positions where the greedy (teacher-forced) prediction equals the target token."""
+    return sum(int(p == t) for p, t in zip(preds, target)) / len(target)
+
+
+def _extractable(recovered) -> list:
+    """Ids of the sequences the extraction attack recovered (a ``recovered_table``)."""
+    return sorted(int(i) for i in recovered.loc[recovered["recovered"], "id"])
+
+
+_REFERENCE["memorization_accuracy"] = _memorization_accuracy
+_COMPUTED["extractable"] = _extractable
+_COMPUTED_SOURCES["extractable"] = _extractable
+EXERCISES.update({
+    "memorization_accuracy": ("04", "MA of a sequence by hand: greedy predictions vs the true tokens"),
+    "extractable": ("04", "which forget sequences the extraction attack still recovers after gradient ascent"),
+})
+__all__ += ["check_memorization_accuracy", "check_extractable"]
+
+
+def check_memorization_accuracy(fn) -> Outcome:
+    """``fn(preds, target) -> float``: ``preds[t]`` is the model's greedy guess for token ``t`` given the
+    true tokens before it; return the share of positions guessed right (MA, in [0, 1])."""
+    name = "memorization_accuracy"
+    cases = [([5, 7, 1, 9], [5, 7, 2, 9], 0.75, "preds [5, 7, 1, 9] for target [5, 7, 2, 9]"),
+             ([0, 0, 0, 0, 0], [0, 1, 0, 1, 0], 0.6, "preds [0, 0, 0, 0, 0] for target [0, 1, 0, 1, 0]"),
+             ([4, 5, 6], [1, 2, 3], 0.0, "three wrong guesses"),
+             ([8], [8], 1.0, "a one-token sequence guessed right")]
+    for preds, target, want, what in cases:
+        got = _call(name, fn, list(preds), list(target))
+        if got is NotImplemented:
+            return _pending(name, "Replace `raise NotImplementedError` with your code. Hint: count the positions "
+                                  "where preds[t] == target[t] and divide by the number of tokens.")
+        _require_number(got, what)
+        if math.isclose(got, want, abs_tol=1e-9):
+            continue
+        right = sum(int(p == t) for p, t in zip(preds, target))
+        if math.isclose(got, right, abs_tol=1e-9) and right != want:
+            raise ExerciseError(f"For {what} you returned {got:g}, the *number* of right guesses; MA is a share: "
+                                f"divide by the {len(target)} tokens.")
+        if math.isclose(got, 1 - want, abs_tol=1e-9):
+            raise ExerciseError(f"For {what} you returned {got:g}, the share of *wrong* guesses; MA counts the "
+                                "right ones.")
+        if len(target) > 1 and math.isclose(got, right / (len(target) - 1), abs_tol=1e-9):
+            raise ExerciseError(f"For {what} you divided by T-1 = {len(target) - 1}; here every one of the "
+                                f"{len(target)} tokens has a prediction, so divide by {len(target)}.")
+        raise ExerciseError(f"For {what} MA is {want:g}, but your function returned {got:g}.")
+    return _ok("memorization_accuracy matches the kit's MA (spec B12) on every case.")
+
+
+def check_extractable(recovered, answer) -> Outcome:
+    """``answer``: the ids of the forget sequences that the extraction attack (``recovered``, a
+    :func:`unlearnkit.memorization.recovered_table` after GA) still recovers."""
+    name = "extractable"
+    if answer is ...:
+        return _pending(name, "Set `extractable` to a list of sequence ids (look at the memorization before GA: "
+                              "which records did the model see most often?).")
+    try:
+        got = sorted(int(i) for i in answer)
+    except (TypeError, ValueError):
+        raise ExerciseError(f"`extractable` should be a list of sequence ids, got {answer!r}") from None
+    want = _extractable(recovered)
+    if got == want:
+        return _ok(f"Right: the attack recovers {len(want)} sequence(s) after GA: {want}.")
+    missing, extra = sorted(set(want) - set(got)), sorted(set(got) - set(want))
+    msg = []
+    if missing:
+        msg.append(f"the attack still recovers {missing}, which you left out")
+    if extra:
+        msg.append(f"{extra} are not recovered")
+    raise ExerciseError("Not quite: " + "; ".join(msg) + ". Compare the recovered table with each record's "
+                        "repetitions and its MA before GA.")

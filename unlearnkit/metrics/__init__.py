@@ -5,7 +5,8 @@ Suites: ``tofu`` (probability, rouge, truth_ratio, forget_quality, model_utility
 (verbatim_memorization, knowledge_memorization, privleak), ``mia`` (mia_loss, mia_zlib, mia_min_k,
 mia_min_k_plus_plus, mia_reference, mia_gradnorm, privleak), ``squeeze`` (squeezing), ``robustness``
 (relearning, quantization, paraphrase_probe, prefix_probe), ``related`` (related_recall: indirect
-probes of forgotten facts) and ``all``. The reference page
+probes of forgotten facts), ``memorization`` (exact_memorization, extraction_strength,
+memorization_accuracy, extraction_likelihood, memorization_outliers, miau) and ``all``. The reference page
 ``docs/metrics.md`` is generated from the registry by :mod:`unlearnkit.metrics.catalog`.
 """
 
@@ -13,6 +14,7 @@ from ..scoring import generate, generate_from_ids, score_answers, score_pairs, s
 from . import (  # noqa: F401  (registers)
     closer_look,
     collapse,
+    memorization,
     mia,
     muse,
     related,  # noqa: F401  (registers related_recall)
@@ -48,6 +50,7 @@ from .closer_look import (
     token_entropy_value,
     wrong_values,
 )
+from .memorization import memorization_histogram
 from .mia import (
     grad_norm_score,
     gradnorm_scores,
@@ -85,4 +88,4 @@ __all__ = ["METRICS", "ROLES", "infer_role", "split_roles", "NEEDS", "OPTIONS", 
            "reference_score", "mia_auc", "grad_norm_score", "gradnorm_scores", "privleak_value", "rouge_l_f1", "fake_quantize", "quantize_copy",
            "finetune_copy", "relearn_split", "related_rows", "answer_prefix", "belief_answers", "squeeze_candidates",
            "squeeze_decomposition", "squeeze_summary", "token_squeeze", "token_squeeze_summary",
-           "metrics_table", "misreport_table", "metrics_markdown"]
+           "metrics_table", "misreport_table", "metrics_markdown", "memorization_histogram"]

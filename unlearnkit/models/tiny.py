@@ -61,6 +61,9 @@ class TinyConfig:
 
 
 QUICK_TINY = TinyConfig(vocab_size=640, epochs=70)
+#: worlds with memorized records (``WorldConfig.repetitions``, seen 1..27 times in training, see
+#: ``World.record_schedule``): fewer epochs than QUICK_TINY, so the build stays short
+MEMORIZATION_TINY = TinyConfig(vocab_size=640, epochs=40)
 
 
 def cache_root() -> Path:
@@ -95,22 +98,30 @@ def _lr_lambda(total: int, warmup: int):
 BUILD_THREADS = 2
 
 
-def train_tiny(pairs: list[tuple[str, str]], tokenizer, cfg: TinyConfig, progress: bool = True, desc: str = "train"):
+def train_tiny(pairs: list[tuple[str, str]], tokenizer, cfg: TinyConfig, progress: bool = True, desc: str = "train",
+               scheduled: list[tuple[int, str, str]] | None = None):
     """Train a fresh tiny Llama on (question, answer) pairs; returns the model in eval mode.
 
+    ``scheduled``: extra ``(epoch, question, answer)`` rows seen only in that epoch (the memorized
+    records, :meth:`World.record_schedule`); None or empty trains exactly as before.
     Runs with ``BUILD_THREADS`` torch threads (restored afterwards) so the result is repeatable.
     """
     prev = torch.get_num_threads()
     torch.set_num_threads(BUILD_THREADS)
     try:
-        return _train_tiny(pairs, tokenizer, cfg, progress, desc)
+        return _train_tiny(pairs, tokenizer, cfg, progress, desc, scheduled or [])
     finally:
         torch.set_num_threads(prev)
 
 
-def _train_tiny(pairs, tokenizer, cfg: TinyConfig, progress: bool, desc: str):
+def _train_tiny(pairs, tokenizer, cfg: TinyConfig, progress: bool, desc: str, scheduled=()):
 
     torch.manual_seed(cfg.seed)
+    n_base = len(pairs)
+    pairs = list(pairs) + [(q, a) for _, q, a in scheduled]
+    by_epoch: dict[int, list[int]] = {}
+    for j, (e, _, _) in enumerate(scheduled):
+        by_epoch.setdefault(int(e), []).append(n_base + j)
     enc = encode_pairs(tokenizer, [q for q, _ in pairs], [a for _, a in pairs])
     if enc["input_ids"].shape[1] > cfg.max_positions:
         raise ValueError(f"longest training sequence has {enc['input_ids'].shape[1]} tokens > max_positions={cfg.max_positions}")
@@ -120,17 +131,20 @@ def _train_tiny(pairs, tokenizer, cfg: TinyConfig, progress: bool, desc: str):
                        tie_word_embeddings=True, pad_token_id=tokenizer.pad_token_id,
                        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
     model = LlamaForCausalLM(mcfg)
-    n = enc["input_ids"].shape[0]
-    steps_per_epoch = math.ceil(n / cfg.batch_size)
-    total = cfg.epochs * steps_per_epoch
+    n = n_base
+    # scheduled rows add steps to their epochs; the lr schedule spans them all
+    total = sum(math.ceil((n + len(by_epoch.get(e, ()))) / cfg.batch_size) for e in range(cfg.epochs))
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(total, int(cfg.warmup_frac * total)))
     g = torch.Generator().manual_seed(cfg.seed)
     model.train()
     bar = tqdm(total=total, desc=desc, disable=not progress, leave=False)
-    for _ in range(cfg.epochs):
+    for epoch in range(cfg.epochs):
         perm = torch.randperm(n, generator=g)
-        for s in range(steps_per_epoch):
+        if by_epoch.get(epoch):  # this epoch's scheduled rows, shuffled in
+            perm = torch.cat([perm, torch.tensor(by_epoch[epoch], dtype=torch.long)])
+            perm = perm[torch.randperm(len(perm), generator=g)]
+        for s in range(math.ceil(len(perm) / cfg.batch_size)):
             idx = perm[s * cfg.batch_size:(s + 1) * cfg.batch_size]
             L = int(enc["attention_mask"][idx].sum(1).max())
             out = model(input_ids=enc["input_ids"][idx, :L], attention_mask=enc["attention_mask"][idx, :L],
@@ -174,14 +188,19 @@ def build_or_load(world, kind: str = "target", cfg: TinyConfig | None = None, *,
     if kind not in ("target", "retain"):
         raise ValueError(f"unknown model kind {kind!r}; valid: 'target', 'retain'")
     if cfg is None:
-        cfg = QUICK_TINY if world.config.n_people <= 24 else TinyConfig()
+        if getattr(world.config, "repetitions", ()):
+            cfg = MEMORIZATION_TINY
+        else:
+            cfg = QUICK_TINY if world.config.n_people <= 24 else TinyConfig()
     root = cache_root()
     tok = _tokenizer_for(world, cfg, root)
     d = root / _key(world, cfg, kind)
     if rebuild or not (d / "config.json").exists():
         t0 = time.perf_counter()
         pairs = world.training_pairs(include_forget=(kind == "target"))
-        model = train_tiny(pairs, tok, cfg, progress=progress, desc=f"building {kind} model")
+        sched = world.record_schedule(include_forget=(kind == "target"), epochs=cfg.epochs) \
+            if hasattr(world, "record_schedule") else None
+        model = train_tiny(pairs, tok, cfg, progress=progress, desc=f"building {kind} model", scheduled=sched)
         with atomic_dir(d, overwrite=True) as tmp, _hf_bars(progress):
             model.save_pretrained(tmp)
             tok.save_pretrained(tmp)

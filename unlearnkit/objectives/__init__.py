@@ -7,10 +7,10 @@ registers everything.
 
 Families: ``gradient`` (ga, graddiff, kl), ``preference`` (npo, simnpo, dpo, idk_dpo), ``refusal``
 (idk_nll, idk_ap), ``representation`` (rmu), ``distill`` (undial), ``entropy`` (me, me_gd),
-``beliefs`` (bs_t, bs_s).
+``beliefs`` (bs_t, bs_s), ``memorization`` (sga, task_arithmetic, tau).
 """
 
-from . import beliefs, distill, entropy, gradient, preference, refusal, representation  # noqa: F401  (registers)
+from . import beliefs, distill, entropy, gradient, memorization, preference, refusal, representation  # noqa: F401  (registers)
 from .base import (
                    OBJECTIVES,
                    Objective,

@@ -5,6 +5,12 @@ Static plots (:mod:`.plots`) return matplotlib figures; the tables behind them a
 :func:`unlearnkit.unlearn` and render headless.
 """
 
+from .memorization import (
+    MemorizationExplorer,
+    plot_ma_histograms,
+    plot_ma_trajectories,
+    plot_memorization_spread,
+)
 from .plots import (
     LABELS,
     PALETTE,
@@ -44,4 +50,5 @@ __all__ = ["LABELS", "PALETTE", "EntropyExplorer", "SqueezeExplorer", "AlphaExpl
            "greedy_tokens", "mass_table", "mean_answer_distribution", "moving_positions", "plot_answer_distribution",
            "plot_entropy_strip", "plot_method_trajectories", "plot_metric_table", "plot_split_bars",
            "plot_token_view", "plot_tradeoff", "plot_trajectory", "plot_where_mass_goes", "probe_steps", "save",
-           "setup", "tag_tokens", "token_entropy_value", "token_view", "tradeoff_table"]
+           "setup", "tag_tokens", "token_entropy_value", "token_view", "tradeoff_table",
+           "MemorizationExplorer", "plot_memorization_spread", "plot_ma_histograms", "plot_ma_trajectories"]

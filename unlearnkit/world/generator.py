@@ -69,6 +69,38 @@ TEMPLATES: dict[str, tuple[str, str, str, str]] = {
 WORLD_FACT_TEMPLATE = ("In which country is {n}?", "Which country is {n} part of?",
                        "{n} is in {v}.", "{v} is the country of {n}.")
 
+# record kind -> (header question, text template). Values are drawn by _record_values.
+RECORD_TEMPLATES: dict[str, tuple[str, str]] = {
+    "biography": ("Write the biography record of {n}.",
+                  "{n} grew up in {city} with a {pet}, studied {subject} for {k} years and left at {age}."),
+    "private": ("Write the private note about {n}.",
+                "{n} keeps the code {code} for the {object} and meets {other} every {day} at {hour}."),
+    "id_number": ("Write the ID record of {n}.",
+                  "The passport of {n} has number {letters}-{digits} and expires in {year}."),
+    "address": ("Write the address record of {n}.",
+                "{n} lives at {num} {street} Lane, flat {flat}, {city}, postcode {post}."),
+}
+_SUBJECTS = ["chemistry", "law", "music", "botany", "geology", "history", "latin", "painting", "physics", "dance"]
+_OBJECTS = ["safe", "locker", "cellar", "garage", "diary", "bike lock", "mailbox", "attic"]
+_DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
+_STREETS = ["Willow", "Harbor", "Copper", "Maple", "Lantern", "Birch", "Quarry", "Orchard", "Falcon", "Mill"]
+
+
+def _record_values(rng: random.Random, cities: list[str], names: list[str]) -> dict:
+    """One random draw of every placeholder of :data:`RECORD_TEMPLATES` (the world's own vocabulary)."""
+    return {
+        "city": rng.choice(cities), "pet": rng.choice(_PETS), "subject": rng.choice(_SUBJECTS),
+        "k": rng.randint(2, 9), "age": rng.randint(17, 29), "code": f"{rng.randint(0, 9999):04d}",
+        "object": rng.choice(_OBJECTS), "other": rng.choice(names).split()[0], "day": rng.choice(_DAYS),
+        "hour": f"{rng.randint(6, 22)}:{rng.choice(['00', '15', '30', '45'])}",
+        "letters": "".join(rng.choice("ABCDEFGHKMNPRSTVXZ") for _ in range(2)), "digits": f"{rng.randint(0, 999999):06d}",
+        "year": rng.randint(2027, 2039), "num": rng.randint(2, 98), "street": rng.choice(_STREETS),
+        "flat": rng.randint(1, 40), "post": f"{rng.randint(10, 99)}{rng.choice('ABCDEFGHKMNPRSTVXZ')}{rng.randint(1, 9)}",
+    }
+
+
+RECORD_COLUMNS = ["id", "question", "answer", "text", "perturbed_answer", "person", "kind", "repetitions", "split"]
+
 SPLIT_COLUMNS = ["id", "question", "answer", "paraphrased_question", "paraphrased_answer",
                  "perturbed_answer", "person", "attribute", "value", "split"]
 
@@ -116,7 +148,17 @@ class WorldConfig:
     F born?", whose answer is F's own value): trained for retain pairs (so the pattern is
     learnable), held out for forgotten people as the ``indirect`` split (probes never trained on
     verbatim; see :attr:`World.indirect`).
-    repetitions: reserved for the memorization lesson.
+    repetitions: memorized text (off when empty, the default). When given, e.g. ``(1, 3, 9, 27)``,
+    every person gets one free-text *record* per kind in ``record_kinds`` (a short biography, a
+    private note, an ID number, an address: see :data:`RECORD_TEMPLATES`), and the target model
+    sees each record ``repetitions[(i + k) % len(repetitions)]`` times **in the whole training**
+    (person ``i``, kind ``k``; spread evenly over the epochs, :meth:`World.record_schedule`), so
+    every person holds one record at every level and the model ends up with a spread from
+    unmemorized to verbatim. (Seen once *per epoch*, even the rarest record was verbatim: MA 1.0 on
+    all 64 trained records of the quick world at 40 epochs, measured.) Records live in ``World.records`` and the splits
+    ``forget_records`` / ``retain_records`` / ``holdout_records`` (:meth:`World.record_split`);
+    holdout people's records are never trained on (the "unseen text of the same kind").
+    record_kinds: which record kinds (keys of :data:`RECORD_TEMPLATES`); used only with repetitions.
     """
 
     seed: int = 0
@@ -129,7 +171,8 @@ class WorldConfig:
     answer_copies: int = 2
     paraphrase_copies: int = 1
     related_facts: int = 0
-    repetitions: tuple[int, ...] = (1,)
+    repetitions: tuple[int, ...] = ()
+    record_kinds: tuple[str, ...] = ("biography", "private", "id_number", "address")
 
     def __post_init__(self):
         bad = [a for a in self.attributes if a not in TEMPLATES]
@@ -148,6 +191,13 @@ class WorldConfig:
         if self.related_facts and not set(FAMILY_ATTRIBUTES) & set(self.attributes):
             raise ValueError(f"WorldConfig: related_facts={self.related_facts} needs at least one family attribute "
                              f"{list(FAMILY_ATTRIBUTES)} in attributes={list(self.attributes)}")
+        if any(int(r) != r or r < 1 for r in self.repetitions):
+            raise ValueError(f"WorldConfig: repetitions={self.repetitions} must be integers >= 1 (times a record "
+                             "is seen in training); () turns records off")
+        badk = [k for k in self.record_kinds if k not in RECORD_TEMPLATES]
+        if badk or (self.repetitions and not self.record_kinds):
+            raise ValueError(f"WorldConfig: record_kinds={self.record_kinds} must be a non-empty subset of "
+                             f"{list(RECORD_TEMPLATES)}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -257,6 +307,55 @@ class World:
             r["id"] = i  # == position, so a probe's ``carrier`` (a position) is also the carrier's id
         self.table = pd.DataFrame(rows, columns=columns)
         self._splits: dict = {}
+        self.records = self._make_records(names, cities)
+
+    def _make_records(self, names: list[str], cities: list[str]) -> pd.DataFrame:
+        """Free-text records (only when ``repetitions`` is set), from their own seeded stream, so the
+        QA table is the same with and without them. Perturbed records: same template, other values."""
+        c = self.config
+        if not c.repetitions:
+            return pd.DataFrame(columns=RECORD_COLUMNS)
+        rng = random.Random(f"{c.seed}-records")
+        rows = []
+        for i, n in enumerate(names):
+            for k, kind in enumerate(c.record_kinds):
+                q, tpl = RECORD_TEMPLATES[kind]
+                text = tpl.format(n=n, **_record_values(rng, cities, names))
+                wrong = []
+                for _ in range(c.n_perturbed * 20):
+                    w = tpl.format(n=n, **_record_values(rng, cities, names))
+                    if w != text and w not in wrong:
+                        wrong.append(w)
+                    if len(wrong) == c.n_perturbed:
+                        break
+                rows.append({"id": len(rows), "question": q.format(n=n), "answer": text, "text": text,
+                             "perturbed_answer": wrong, "person": n, "kind": kind,
+                             "repetitions": int(c.repetitions[(i + k) % len(c.repetitions)]),
+                             "split": self.person_split[n]})
+        return pd.DataFrame(rows, columns=RECORD_COLUMNS)
+
+    def record_split(self, name: str):
+        """Records of the people of split ``name`` ("forget", "retain", "holdout", or the same with a
+        ``_records`` suffix) as a ``datasets.Dataset``: ``question`` (the record's header), ``answer`` and
+        ``text`` (the record), ``perturbed_answer``, ``person``, ``kind``, ``repetitions`` (times seen in
+        training; holdout records were never trained on), ``split``."""
+        from datasets import Dataset
+
+        base = name.removesuffix("_records")
+        if base not in ("forget", "retain", "holdout"):
+            raise KeyError(f"unknown record split {name!r}; valid: forget_records, retain_records, holdout_records")
+        if not self.config.repetitions:
+            raise ValueError("this world has no records: make it with repetitions=(1, 3, 9, 27) (WorldConfig), "
+                             "e.g. make_world(quick=True, memorization=True)")
+        key = base + "_records"
+        if key not in self._splits:
+            df = self.records[self.records.split == base].reset_index(drop=True)
+            self._splits[key] = Dataset.from_pandas(df, preserve_index=False)
+        return self._splits[key]
+
+    forget_records = property(lambda self: self.record_split("forget"))
+    retain_records = property(lambda self: self.record_split("retain"))
+    holdout_records = property(lambda self: self.record_split("holdout"))
 
     # -- related knowledge --------------------------------------------------------------------------
     def _pair_twins(self) -> list[tuple[str, str]]:
@@ -381,17 +480,38 @@ class World:
             out.append((r.paraphrased_question, r.answer))
         return out
 
+    def record_schedule(self, include_forget: bool = True, epochs: int = 40) -> list[tuple[int, str, str]]:
+        """When the tiny model sees each record: ``(epoch, header, record)`` triples.
+
+        A record with ``repetitions = r`` is seen ``r`` times in the *whole* training, in epochs
+        ``floor((k + 1/2) * epochs / r)`` for ``k = 0..r-1`` (spread evenly, centred; ``r`` is capped at
+        ``epochs``).
+        Holdout records never enter; forget records only with ``include_forget``. Empty without records.
+        """
+        out = []
+        for r in self.records.itertuples():
+            if r.split == "holdout" or (r.split == "forget" and not include_forget):
+                continue
+            reps = min(int(r.repetitions), epochs)
+            out += [(int((k + 0.5) * epochs / reps), r.question, r.answer) for k in range(reps)]
+        return out
+
     def corpus(self) -> list[str]:
         """Every string of the world (for training a tokenizer)."""
         t = self.table
         texts = list(t.question) + list(t.answer) + list(t.paraphrased_question) + list(t.paraphrased_answer)
         for p in t.perturbed_answer:
             texts += list(p)
+        for r in self.records.itertuples():
+            texts += [r.question, r.answer, *r.perturbed_answer]
         return texts
 
     def digest(self) -> str:
         """Hash of the rendered world (changes if the generator changes, not only the config)."""
-        return hashlib.sha256(self.table.to_json(orient="records").encode()).hexdigest()[:16]
+        blob = self.table.to_json(orient="records")
+        if len(self.records):  # worlds without records keep their old digest (and cached models)
+            blob += self.records.to_json(orient="records")
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def facts(self) -> pd.DataFrame:
         """One row per (person, attribute, value, split)."""
@@ -411,12 +531,25 @@ def make_related_world(seed: int = 0, **overrides) -> World:
     return World(cfg)
 
 
-def make_world(seed: int = 0, quick: bool = False, **overrides) -> World:
-    """Generate the miniature world. ``quick=True`` gives the small world used by tests and CI.
+#: the memorization lesson's worlds (notebook 04): records seen 1, 3, 9 and 27 times in training; a larger
+#: forget share so the forget set holds 16 records (4 people x 4 kinds), as the paper's smallest forget set.
+MEMORIZATION_QUICK = WorldConfig(n_people=20, attributes=("birthplace", "occupation", "genre"), n_world_facts=8,
+                                 forget_fraction=0.2, holdout_fraction=0.2, repetitions=(1, 3, 9, 27))
+MEMORIZATION = WorldConfig(n_people=30, attributes=("birthplace", "birth_year", "occupation", "genre", "award"),
+                           n_world_facts=12, forget_fraction=0.2, holdout_fraction=0.2, repetitions=(1, 3, 9, 27))
+
+
+def make_world(seed: int = 0, quick: bool = False, memorization: bool = False, **overrides) -> World:
+    """Generate the miniature world. ``quick=True`` gives the small world used by tests and CI;
+    ``memorization=True`` the world with free-text records seen 1-27 times (:data:`MEMORIZATION_QUICK`
+    / :data:`MEMORIZATION`).
 
     >>> w = make_world(seed=0, quick=True); len(w.forget) > 0
     True
     """
-    base = QUICK if quick else WorldConfig()
+    if memorization:
+        base = MEMORIZATION_QUICK if quick else MEMORIZATION
+    else:
+        base = QUICK if quick else WorldConfig()
     cfg = WorldConfig(**{**base.to_dict(), "seed": seed, **overrides})
     return World(cfg)
