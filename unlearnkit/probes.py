@@ -14,6 +14,7 @@ import pandas as pd
 import torch
 
 from .data import DEFAULT_FORMAT, IGNORE, PromptFormat, encode_pairs, row_ids
+from .memorization import memorization_probe
 from .models.layers import eval_mode
 from .scoring import generate, score_answers, score_pairs
 
@@ -149,7 +150,10 @@ class ProbeRecorder:
         return bool(self.every) and (step % self.every == 0 or step == last)
 
     def probe_split(self, model, split: str, data, step: int) -> pd.DataFrame:
-        """The probe rows of one split at ``step`` (token probes are kept aside for forget)."""
+        """The probe rows of one split at ``step`` (token probes are kept aside for forget). Plain
+        text (a ``text`` column, e.g. memorized records): per-sequence MA (``quantity="ma"``)."""
+        if "question" not in data.column_names and "text" in data.column_names:
+            return memorization_probe(model, self.tokenizer, data, step=step, split=split)
         df = probe(model, self.tokenizer, data, split=split, step=step, initial_beliefs=self.initial.get(split),
                    max_new_tokens=self.max_new_tokens, fmt=self.fmt)
         if split not in self.initial:  # step 0: the greedy answers become the initial beliefs

@@ -92,6 +92,8 @@ class UnlearnResult:
     stopped: str | None = None
     token_probes: pd.DataFrame = field(default_factory=pd.DataFrame)
     kept_step: int | None = None
+    #: the objective's per-run state (``ctx.state``), e.g. SGA's per-sequence MA history; not saved
+    state: dict = field(default_factory=dict, repr=False)
 
     def summary(self) -> pd.DataFrame:
         """Mean probe values per (step, split, quantity): the trajectory at a glance."""
@@ -325,7 +327,7 @@ def unlearn(model, tokenizer, forget, retain=None, method: str = "ga", *, lora=N
     bare.name_or_path = f"{obj.name}({getattr(model, 'name_or_path', None) or type(model).__name__})"
     result = UnlearnResult(
         model=bare, tokenizer=tokenizer, method=obj.name, hparams={**hp, **obj_hp}, probes=recorder.probes,
-        log=pd.DataFrame(logs), stopped=stopped, kept_step=kept_step, token_probes=recorder.tokens,
+        log=pd.DataFrame(logs), stopped=stopped, kept_step=kept_step, token_probes=recorder.tokens, state=ctx.state,
         manifest=manifest(seed=seed, method=obj.name, lora=bool(lora), n_forget=len(forget),
                           n_retain=len(retain) if retain is not None else 0,
                           base_model=getattr(model, "name_or_path", None), prompt_format=fmt.describe()))
