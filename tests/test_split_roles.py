@@ -73,3 +73,24 @@ def test_tofu_evaluation_set_gives_a_nine_component_model_utility(tofu_dir, tiny
     comps = df.loc[df.metric == "model_utility", "components"].iloc[0]
     assert len(comps) == 9 and all(np.isfinite(list(comps.values())))
     assert not any(k.startswith("forget") for k in comps)
+
+
+def test_truth_ratio_aggregation_is_a_named_option(quick_world, tiny):
+    """TOFU's closer_to_1 on forget by default; A Closer Look's and OpenUnlearning's prob_mean on request,
+    each equal to its formula on the same raw ratios."""
+    from unlearnkit.metrics import aggregate_truth_ratio
+
+    model, tok = tiny
+    data = {"forget": quick_world.forget.select(range(5)), "retain": quick_world.retain.select(range(5))}
+    default = evaluate(model, tok, data, ["truth_ratio"], progress=False)
+    raw = {s: default[default.split == s].value.to_numpy() for s in data}
+    s = summarize(default).set_index("split").value
+    assert s["forget"] == pytest.approx(np.mean(np.minimum(raw["forget"], 1 / raw["forget"])))
+    assert s["retain"] == pytest.approx(np.mean(np.maximum(0, 1 - raw["retain"])))
+    other = summarize(evaluate(model, tok, data, ["truth_ratio"], progress=False, truth_ratio_forget="cl_forget",
+                               truth_ratio_other="prob_mean")).set_index("split").value
+    assert other["forget"] == pytest.approx(1 - s["forget"])
+    assert other["retain"] == pytest.approx(np.mean(1 / (1 + raw["retain"])))
+    assert aggregate_truth_ratio("retain", raw["retain"], variant="prob_mean") == pytest.approx(other["retain"])
+    with pytest.raises(ValueError, match="truth_ratio_forget"):
+        evaluate(model, tok, data, ["truth_ratio"], progress=False, truth_ratio_forget="mean")

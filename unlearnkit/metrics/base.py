@@ -469,17 +469,19 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
     for (model, split, mname), g in df.groupby(["model", "split", "metric"], sort=False):
         m = METRICS.get(mname) if mname in METRICS else None
         role = g["role"].iloc[0] if "role" in g.columns and g["role"].iloc[0] else infer_role(split)
+        kw = {"variant": g["aggregation"].iloc[0]} if "aggregation" in g.columns and pd.notna(g["aggregation"].iloc[0]) \
+            else {}
         vals = g["value"].to_numpy(dtype=float)
         agg_rows = g[g["id"] == -1] if "id" in g.columns else g.iloc[:0]
         if m is None or not m.per_example:
             if len(agg_rows):
                 value = float(agg_rows["value"].iloc[0])
             elif m is not None and len(vals):
-                value = m.aggregate(role, vals)
+                value = m.aggregate(role, vals, **kw)
             else:
                 value = float(vals[0]) if len(vals) else np.nan
         else:
-            value = m.aggregate(role, vals)
+            value = m.aggregate(role, vals, **kw)
         rows.append({"model": model, "split": split, "metric": mname, "value": value, "n": len(g),
                      "direction": m.direction if m else ""})
     return pd.DataFrame(rows)

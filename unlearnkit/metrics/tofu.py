@@ -26,7 +26,7 @@ import pandas as pd
 from rouge_score import rouge_scorer
 from scipy import stats
 
-from .base import EvalContext, get_metric, metric
+from .base import EvalContext, get_metric, metric, option
 
 NORMALIZED_SPLITS = ("world_facts", "real_authors")
 
@@ -51,13 +51,31 @@ def truth_ratio_raw(paraphrased_mean_nll: np.ndarray, perturbed_mean_nll: list[n
     return np.exp(np.asarray(paraphrased_mean_nll) - pert)
 
 
-def aggregate_truth_ratio(split: str, r: np.ndarray, forget_variant: str = "closer_to_1") -> float:
-    """Aggregate raw truth ratios: ``closer_to_1`` (TOFU forget: mean min(R,1/R)), ``true_better``
-    (mean max(0, 1-R)), or ``cl_forget`` (closer-look forget: 1 - mean min(R, 1/R))."""
+#: truth-ratio aggregations (spec B4): name -> (formula, source)
+TRUTH_RATIO_AGGREGATIONS = {
+    "closer_to_1": ("mean min(R, 1/R): 1 = indifferent", "TOFU / OpenUnlearning forget (closer_to_1_better)"),
+    "true_better": ("mean max(0, 1 - R): higher = knows the truth", "TOFU / OpenUnlearning retain, real authors, world facts"),
+    "cl_forget": ("1 - mean min(R, 1/R): higher = more retained", "A Closer Look (Yuan et al.) forget set"),
+    "prob_mean": ("mean 1 / (1 + R) = P(correct) / (P(correct) + P(wrong)), P(wrong) the geometric mean of the "
+                  "perturbed answers' probabilities", "OpenUnlearning meta-eval prob_mean"),
+}
+
+
+def aggregate_truth_ratio(role, r: np.ndarray, forget_variant: str | None = "closer_to_1", *,
+                          variant: str | None = None) -> float:
+    """Aggregate raw truth ratios ``R`` (see :data:`TRUTH_RATIO_AGGREGATIONS`). ``variant`` names the
+    aggregation outright; otherwise the split's ``role`` decides: ``forget_variant`` on forget
+    (``closer_to_1``, TOFU's, or ``cl_forget``), ``true_better`` elsewhere."""
     r = np.asarray(r, dtype=float)
-    if split == "forget" and forget_variant in ("closer_to_1", "cl_forget"):
+    if variant is None:
+        variant = (forget_variant or "closer_to_1") if role == "forget" else "true_better"
+    if variant not in TRUTH_RATIO_AGGREGATIONS:
+        raise ValueError(f"truth ratio aggregation {variant!r}; valid: {', '.join(TRUTH_RATIO_AGGREGATIONS)}")
+    if variant in ("closer_to_1", "cl_forget"):
         v = float(np.mean(np.minimum(r, 1 / r)))
-        return 1 - v if forget_variant == "cl_forget" else v
+        return 1 - v if variant == "cl_forget" else v
+    if variant == "prob_mean":
+        return float(np.mean(1 / (1 + r)))
     return float(np.mean(np.maximum(0.0, 1 - r)))
 
 
@@ -91,9 +109,21 @@ def _truth_ratio_values(ctx, split, data) -> np.ndarray:
         direction="more knowledge (non-forget: mean max(0,1-R)); forget: closer to 1 = indifferent",
         formula="R = geomean_j P̄(perturbed_j) / P̄(paraphrased); agg forget mean min(R,1/R), else mean max(0,1-R)",
         source="TOFU (Maini et al. 2024), spec B4",
-        aggregate=lambda split, v: aggregate_truth_ratio(split, v))
+        aggregate=lambda role, v, variant=None: aggregate_truth_ratio(role, v, variant=variant))
 def truth_ratio(ctx, split, data):
-    return pd.DataFrame({"id": data["id"], "value": _truth_ratio_values(ctx, split, data)})
+    """Per example the raw ``R``; the aggregation (``summarize``) follows the split's role, or the
+    options ``truth_ratio_forget`` / ``truth_ratio_other`` (see :data:`TRUTH_RATIO_AGGREGATIONS`),
+    recorded per row in ``aggregation``."""
+    variant = ctx.opt("truth_ratio_forget") if ctx.role(split) == "forget" else ctx.opt("truth_ratio_other")
+    return pd.DataFrame({"id": data["id"], "value": _truth_ratio_values(ctx, split, data), "aggregation": variant})
+
+
+option("truth_ratio_forget", "closer_to_1", "truth_ratio on the forget split: 'closer_to_1' (TOFU/OpenUnlearning: "
+       "mean min(R,1/R)), 'cl_forget' (A Closer Look: 1 - that), 'true_better' (mean max(0,1-R)) or 'prob_mean' "
+       "(OpenUnlearning meta-eval: mean 1/(1+R))", choices=tuple(TRUTH_RATIO_AGGREGATIONS))
+option("truth_ratio_other", "true_better", "truth_ratio on the other splits: 'true_better' (TOFU/OpenUnlearning: "
+       "mean max(0,1-R)) or 'prob_mean' (OpenUnlearning meta-eval); model utility always uses TOFU's true_better",
+       choices=tuple(TRUTH_RATIO_AGGREGATIONS))
 
 
 def _reference_truth_ratios(ctx, data) -> np.ndarray | None:
