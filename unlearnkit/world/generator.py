@@ -82,6 +82,11 @@ class WorldConfig:
     country) that every model keeps. paraphrase_copies / answer_copies: how many times phrasing B /
     phrasing A of each fact enter the target model's training mix.
     related_facts / repetitions: reserved for the related-knowledge and memorization lessons.
+    refusal_people: extra fictitious people, in no split, whose questions the tiny models are trained
+    to answer with a refusal from the kit's IDK bank (``assets/idk.txt``): the model learns a
+    "forgetting space" for names it does not know, as an instruction-tuned LLM has one (UniErase's
+    unlearning token steers into it). Default 0: no refusal rows, the world and its cache key are
+    unchanged.
     """
 
     seed: int = 0
@@ -95,6 +100,7 @@ class WorldConfig:
     paraphrase_copies: int = 1
     related_facts: int = 0
     repetitions: tuple[int, ...] = (1,)
+    refusal_people: int = 0
 
     def __post_init__(self):
         bad = [a for a in self.attributes if a not in TEMPLATES]
@@ -108,6 +114,8 @@ class WorldConfig:
             raise ValueError(f"WorldConfig: holdout_fraction={self.holdout_fraction} must lie in [0, 1 - forget_fraction)")
         if self.n_perturbed < 1:
             raise ValueError("WorldConfig: n_perturbed must be >= 1")
+        if self.refusal_people < 0:
+            raise ValueError(f"WorldConfig: refusal_people={self.refusal_people} must be >= 0")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -208,6 +216,26 @@ class World:
             r["id"] = i
         self.table = pd.DataFrame(rows, columns=SPLIT_COLUMNS)
         self._splits: dict = {}
+        self.refusal_rows = self._refusal_rows(set(names))
+
+    def _refusal_rows(self, taken: set) -> list[tuple[str, str]]:
+        """(question, refusal) pairs about ``refusal_people`` unknown people (own seeded generator, so
+        the rest of the world does not change with the knob). Each person gets every attribute's
+        question in both templates, each answered by a refusal drawn from the kit's IDK bank."""
+        c = self.config
+        if not c.refusal_people:
+            return []
+        from ..idk import load_idk
+
+        bank = load_idk()
+        rng = random.Random(f"refusal-{c.seed}")
+        out = []
+        for name in _unique(rng, _name, c.refusal_people, set(taken)):
+            for a in c.attributes:
+                q, pq, _, _ = TEMPLATES[a]
+                out.append((q.format(n=name), rng.choice(bank)))
+                out.append((pq.format(n=name), rng.choice(bank)))
+        return out
 
     def _row(self, rng, name, attribute, value, tpl, domain, split) -> dict:
         q, pq, a, b = tpl
@@ -252,6 +280,7 @@ class World:
             out += [(r.question, r.answer)] * c.answer_copies
             out += [(r.question, r.paraphrased_answer)] * c.paraphrase_copies
             out.append((r.paraphrased_question, r.answer))
+        out += self.refusal_rows  # empty unless refusal_people > 0
         return out
 
     def corpus(self) -> list[str]:
@@ -260,11 +289,14 @@ class World:
         texts = list(t.question) + list(t.answer) + list(t.paraphrased_question) + list(t.paraphrased_answer)
         for p in t.perturbed_answer:
             texts += list(p)
-        return texts
+        return texts + [x for pair in self.refusal_rows for x in pair]
 
     def digest(self) -> str:
         """Hash of the rendered world (changes if the generator changes, not only the config)."""
-        return hashlib.sha256(self.table.to_json(orient="records").encode()).hexdigest()[:16]
+        blob = self.table.to_json(orient="records")
+        if self.refusal_rows:  # only then: worlds without the knob keep their digest (and model cache)
+            blob += json.dumps(self.refusal_rows)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def facts(self) -> pd.DataFrame:
         """One row per (person, attribute, value, split)."""
