@@ -1,0 +1,201 @@
+"""AlphaEdit core, the unlearning token and UniErase (unlearnkit.editing).
+
+Toy-layer tests check the math against hand computations; model tests use a tiny random
+Llama / GPT-2 built here, and the quick world (with ``refusal_people=8``) for UniErase end to end.
+"""
+
+import copy
+
+import pytest
+import torch
+
+from unlearnkit.editing import (EditRequest, EditState, alphaedit_delta, apply_alphaedit, auto_layers,
+                                changed_parameters, find_projection, guess_subject, key_second_moment,
+                                make_requests, preserved_stats, projector, subjects_for, train_unlearning_token)
+
+# -- toy layer: projector and closed form -------------------------------------------------------
+
+
+def _toy(d0=16, d1=8, n_pres=200, pres_dim=10, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    basis = torch.linalg.qr(torch.randn(d0, d0, generator=g, dtype=torch.float64))[0]
+    B = basis[:, :pres_dim]  # preserved keys live in a 10-dim subspace
+    K0 = B @ torch.randn(pres_dim, n_pres, generator=g, dtype=torch.float64)
+    C = K0 @ K0.T / n_pres
+    return g, basis, B, K0, C
+
+
+def test_projector_symmetric_idempotent_rank():
+    g, basis, B, K0, C = _toy()
+    pj = projector(C, threshold=1e-8)
+    P = pj.P.double()
+    assert torch.allclose(P, P.T, atol=1e-6)
+    assert torch.allclose(P @ P, P, atol=1e-5)
+    assert pj.rank == 6 == round(float(torch.trace(P)))  # 16 - 10 preserved directions
+    assert torch.allclose(P @ K0, torch.zeros_like(K0), atol=1e-5)
+    # rank-fraction and energy rules
+    assert projector(C, rank_fraction=0.25).rank == 4
+    assert projector(C, rank_fraction=1.0).rank == 16
+    e = projector(C, energy=0.05)
+    assert e.energy <= 0.05 + 1e-9 and e.rank >= 6
+    assert torch.allclose(projector(C, rank_fraction=1.0).P.double(), torch.eye(16, dtype=torch.float64), atol=1e-6)
+
+
+def test_projector_bad_thresholds():
+    *_, C = _toy()
+    with pytest.raises(ValueError, match="threshold=0.5 leaves the projector P with rank 0"):
+        projector(C + torch.eye(16, dtype=torch.float64), threshold=0.5)
+    with pytest.raises(ValueError, match="rank 0"):
+        projector(C + torch.eye(16, dtype=torch.float64), energy=0.01)
+    with pytest.raises(ValueError, match="exactly one"):
+        projector(C, threshold=1e-3, energy=0.1)
+    with pytest.raises(ValueError, match=r"energy=1.5 must lie in \(0, 1\]"):
+        projector(C, energy=1.5)
+
+
+def test_null_space_property_and_targets_on_toy_layer():
+    """For keys in the preserved span, Delta W k = 0 (tolerance 1e-6 relative, float64); the new
+    keys map to W k1 + r (tolerance 1e-3 relative with a tiny ridge term)."""
+    g, basis, B, K0, C = _toy()
+    P = projector(C, threshold=1e-8).P
+    K1 = torch.randn(16, 3, generator=g, dtype=torch.float64)
+    R = torch.randn(8, 3, generator=g, dtype=torch.float64)
+    dW = alphaedit_delta(K1, R, P.double(), l2=1e-8)
+    assert dW.shape == (8, 16)
+    rel = (dW @ K0).norm() / (dW.norm() * K0.norm())
+    assert rel < 1e-6
+    assert torch.allclose(dW @ K1, R, rtol=1e-3, atol=1e-3)
+
+
+def test_identity_projector_equals_memit_least_squares():
+    """With P = I the update is the ridge solution R K1^T (K1 K1^T + C_prev + l2 I)^-1, computed by hand."""
+    g = torch.Generator().manual_seed(1)
+    K1 = torch.randn(12, 4, generator=g, dtype=torch.float64)
+    R = torch.randn(5, 4, generator=g, dtype=torch.float64)
+    Kp = torch.randn(12, 7, generator=g, dtype=torch.float64)
+    Cp, l2 = Kp @ Kp.T, 0.3
+    P = projector(torch.eye(12, dtype=torch.float64), rank_fraction=1.0).P
+    dW = alphaedit_delta(K1, R, P, Cp, l2)
+    hand = R @ K1.T @ torch.linalg.inv(K1 @ K1.T + Cp + l2 * torch.eye(12, dtype=torch.float64))
+    assert torch.allclose(dW, hand, atol=1e-5)
+    assert torch.allclose(alphaedit_delta(K1, R, None, Cp, l2), hand, atol=1e-10)
+
+
+# -- tiny random models ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_llama(tiny):
+    return tiny
+
+
+def test_find_projection_llama_and_errors(tiny):
+    model, _ = tiny
+    name, mod = find_projection(model, 1)
+    assert name == "mlp.down_proj"
+    with pytest.raises(ValueError, match=r"layer=7 is out of range.*\[-4, 3\]"):
+        find_projection(model, 7)
+    with pytest.raises(TypeError, match=r"modules are: .*mlp.up_proj"):
+        find_projection(model, 1, module="mlp.nonexistent")
+
+
+def test_gpt2_projection_and_missing_module():
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    m = GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=50, n_positions=32))
+    name, mod = find_projection(m, 0)
+    assert name == "mlp.c_proj" and type(mod).__name__ == "Conv1D"
+    from unlearnkit.editing import projection_weight
+
+    assert projection_weight(mod).shape == (32, 128)  # (d1 out, d0 in)
+    for blk in m.transformer.h:
+        del blk.mlp.c_proj
+    with pytest.raises(TypeError, match=r"no MLP output projection.*modules are: .*mlp.c_fc"):
+        find_projection(m, 0)
+
+
+def test_subject_errors_and_heuristic(tiny):
+    _, tok = tiny
+    with pytest.raises(ValueError, match=r"request 0: subject 'Nobody' does not occur"):
+        make_requests(tok, ["Question: Where was Ana born?\nAnswer:"], ["Nobody"], " x")
+    assert guess_subject("Where was Basil Mahfouz Al-Kuwaiti born?") == "Basil Mahfouz Al-Kuwaiti"
+    assert guess_subject("what is this?") is None
+    import pandas as pd
+
+    with pytest.raises(ValueError, match="subject='field' forbids guessing"):
+        subjects_for(pd.DataFrame({"question": ["Who is Ana Lu?"], "answer": ["x"]}), mode="field")
+    assert subjects_for(pd.DataFrame({"question": ["Who is Ana Lu?"], "answer": ["x"]})) == ["Ana Lu"]
+
+
+def test_alphaedit_on_tiny_model_null_space_and_sequential(tiny, quick_world):
+    """Edit the quick target model (a copy) to answer ' Paris'-like targets: keys of the preserved
+    corpus change the edited layer's output by < 1e-3 of its norm in their preserved span; three
+    sequential rounds with an explicit state keep their edits."""
+    model, tok = tiny
+    m = copy.deepcopy(model)
+    w = quick_world
+    from unlearnkit.editing import corpus_texts
+
+    corpus = corpus_texts(w.retain, w.world_facts)
+    stats = preserved_stats(m, tok, corpus, [1, 2])
+    state = EditState.create(m, stats, energy=0.02)
+    assert all(state.projectors[li].rank >= 1 for li in (1, 2))
+    f = w.forget
+    target = tok(" Stonevale", add_special_tokens=False)["input_ids"]
+    W_before = {li: find_projection(m, li)[1].weight.detach().clone() for li in (1, 2)}
+    state.cache_original(m, tok, w.retain["question"][:6], w.retain["answer"][:6])
+    for r in range(3):
+        reqs = make_requests(tok, [f"Question: {f['question'][r]}\nAnswer:"], [f["person"][r]], target)
+        out = apply_alphaedit(m, tok, reqs, state, v_steps=15, n_prefixes=1, seed=0)
+        assert out.target_prob.iloc[0] > 0.5, out
+    assert len(state.rounds) == 3
+    assert state.C_prev[1].shape == (384, 384)
+    # null-space property on the real layer: the update annihilates the preserved span
+    C, n = key_second_moment(model, tok, corpus, [1])
+    for li in (1,):
+        dW = (find_projection(m, li)[1].weight.detach() - W_before[li]).double()
+        P = state.projectors[li].P.double()
+        pres = torch.eye(P.shape[0], dtype=torch.float64) - P
+        assert (dW @ pres).norm() / dW.norm() < 1e-3
+    # earlier rounds still hold after later ones
+    from unlearnkit.scoring import generate
+
+    answers = generate(m, tok, list(f["question"][:3]), max_new_tokens=4)
+    assert sum(a.startswith("Stonevale") for a in answers) >= 2, answers
+    loc = state.locality(m, tok)
+    assert loc.same_greedy.mean() >= 0.8
+
+
+def test_edit_params_validated_before_work(tiny):
+    model, tok = tiny
+    state = EditState.create(model, None, layers=[1])
+    with pytest.raises(ValueError, match="v_lr"):
+        apply_alphaedit(model, tok, [EditRequest("Question: Who?\nAnswer:", "Who", (5,))], state, v_lr=-1)
+
+
+# -- the unlearning token -----------------------------------------------------------------------
+
+
+def test_unl_token_changes_only_new_rows(tiny, quick_world):
+    model, tok = tiny
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    m2, tok2, tid, log = train_unlearning_token(model, tok, list(quick_world.forget["question"]), epochs=3,
+                                                epochs2=1, noise_layers=(1,), noise_epochs=1)
+    assert len(tok2) == len(tok) + 1 and tid == len(tok)
+    assert "<unl>" not in tok.get_vocab()  # the caller's tokenizer is untouched
+    for n, p in model.named_parameters():  # the caller's model too
+        assert torch.equal(p, before[n])
+    for n, p in m2.named_parameters():
+        q = before[n]
+        if p.shape == q.shape:
+            assert torch.equal(p, q), n
+        else:
+            assert torch.equal(p[: q.shape[0]], q), n  # old rows bit-identical
+    ch = changed_parameters(model, m2)
+    assert ch["n_changed"] == m2.get_input_embeddings().weight.shape[1]  # one new row
+    assert log.loss.iloc[-1] < log.loss.iloc[0]
+
+
+def test_auto_layers():
+    assert auto_layers(4) == [1, 2]
+    assert auto_layers(32) == [4, 5, 6, 7, 8]
