@@ -199,3 +199,85 @@ def test_unl_token_changes_only_new_rows(tiny, quick_world):
 def test_auto_layers():
     assert auto_layers(4) == [1, 2]
     assert auto_layers(32) == [4, 5, 6, 7, 8]
+
+
+# -- UniErase end to end on the quick world with a forgetting space ------------------------------
+
+
+@pytest.fixture(scope="module")
+def refusal_world():
+    from unlearnkit import make_world, target_model
+
+    w = make_world(seed=0, quick=True, refusal_people=8)
+    return w, target_model(w, progress=False)
+
+
+@pytest.fixture(scope="module")
+def ue_result(refusal_world):
+    from unlearnkit.editing import unierase
+
+    w, (model, tok) = refusal_world
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    res = unierase(model, tok, w.forget, w.retain, preserved=[w.world_facts], rounds=3)
+    for n, p in model.named_parameters():  # the caller's model is untouched
+        assert torch.equal(p, before[n]), n
+    return res
+
+
+def test_unierase_forgets_with_token_then_refusal(refusal_world, ue_result):
+    """Measured on the quick world (refusal_people=8, 3 rounds): see the numbers in the report;
+    the thresholds are the issue's (>= 90% token + refusal, retain ROUGE >= 90% of pre-edit)."""
+    from unlearnkit import evaluate
+    from unlearnkit.editing import refusal_check
+
+    w, (model, tok) = refusal_world
+    res = ue_result
+    chk = refusal_check(res.model, res.tokenizer, w.forget["question"], res.token_id)
+    rate = float((chk.first_is_token & chk.refusal).mean())
+    assert rate >= 0.9, chk
+    before = evaluate(model, tok, {"retain": w.retain}, metrics=["rouge"], progress=False).value.mean()
+    after = evaluate(res.model, res.tokenizer, {"retain": w.retain}, metrics=["rouge"], progress=False).value.mean()
+    assert after >= 0.9 * before, (before, after)
+
+
+def test_unierase_sequential_rounds_and_changed_fraction(refusal_world, ue_result):
+    w, (model, tok) = refusal_world
+    res = ue_result
+    r = res.rounds.set_index("round")
+    assert list(r.index) == [0, 1, 2, 3]
+    assert r.loc[0, "forget_refusal_all"] == 0.0
+    # every round keeps working: the rows edited so far refuse, and the share grows round by round
+    assert (r.loc[[1, 2, 3], "forget_refusal_edited"] >= 0.9).all(), r
+    assert r.forget_refusal_all.is_monotonic_increasing
+    assert len(res.state.rounds) == 3 and set(res.edits["round"]) == {1, 2, 3}
+    # the reported fraction equals a count of the weights that differ
+    n_diff = 0
+    orig = dict(model.named_parameters())
+    for name, p in res.model.named_parameters():
+        q = orig[name]
+        if p.shape == q.shape:
+            n_diff += int((p != q).sum())
+        else:
+            n_diff += int((p[: q.shape[0]] != q).sum()) + (p.shape[0] - q.shape[0]) * p.shape[1]
+    total = sum(p.numel() for p in res.model.parameters())
+    assert res.manifest["n_changed"] == n_diff
+    assert res.manifest["fraction_changed"] == pytest.approx(n_diff / total)
+    assert res.manifest["edited_layers"] == [1, 2]
+    assert set(res.probes.step) == {0, 1, 2, 3}
+
+
+def test_unierase_bad_inputs(refusal_world):
+    from unlearnkit.editing import unierase
+
+    w, (model, tok) = refusal_world
+    with pytest.raises(ValueError, match=r"layer=9 is out of range"):
+        unierase(model, tok, w.forget, w.retain, layers=[9])
+    with pytest.raises(ValueError, match="rank 0"):
+        unierase(model, tok, w.forget, w.retain, null_space="threshold:1e-30", unl_epochs=1, unl_epochs2=0)
+    with pytest.raises(ValueError, match="unknown parameter"):
+        unierase(model, tok, w.forget, w.retain, bogus=1)
+    with pytest.raises(ValueError, match="v_lr"):
+        unierase(model, tok, w.forget, w.retain, v_lr=0)
+    bad = w.forget.map(lambda r: {"person": "Nobody Here"})
+    with pytest.raises(ValueError, match="subject 'Nobody Here' does not occur"):
+        unierase(model, tok, bad, w.retain)

@@ -170,7 +170,7 @@ def train_unlearning_token(model, tokenizer, questions, *, paraphrased_questions
                 if saved is not None:
                     with torch.no_grad():
                         W.copy_(saved)
-                log.append({"stage": stage, "step": len(log) + 1, "loss": float(out.loss)})
+                log.append({"stage": stage, "step": len(log) + 1, "loss": float(out.loss.detach())})
 
     try:
         run("token", questions, hp["epochs"], hp["lr"])

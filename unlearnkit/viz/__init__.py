@@ -37,6 +37,7 @@ from .tables import (
     token_view,
     tradeoff_table,
 )
+from .editing import RoundsExplorer, plot_rounds
 from .widgets import EntropyExplorer, SqueezeExplorer
 
 __all__ = ["LABELS", "PALETTE", "EntropyExplorer", "SqueezeExplorer", "answer_distribution", "attack_table",
@@ -44,4 +45,4 @@ __all__ = ["LABELS", "PALETTE", "EntropyExplorer", "SqueezeExplorer", "answer_di
            "greedy_tokens", "mass_table", "mean_answer_distribution", "misreport_table", "moving_positions", "plot_answer_distribution",
            "plot_entropy_strip", "plot_method_trajectories", "plot_metric_table", "plot_split_bars",
            "plot_token_view", "plot_tradeoff", "plot_trajectory", "plot_where_mass_goes", "probe_steps", "save",
-           "setup", "tag_tokens", "token_entropy_value", "token_view", "tradeoff_table"]
+           "setup", "tag_tokens", "token_entropy_value", "token_view", "tradeoff_table", "RoundsExplorer", "plot_rounds"]
