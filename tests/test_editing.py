@@ -127,10 +127,14 @@ def test_subject_errors_and_heuristic(tiny):
     assert subjects_for(pd.DataFrame({"question": ["Who is Ana Lu?"], "answer": ["x"]})) == ["Ana Lu"]
 
 
+#: the miniature's edit settings (see unlearnkit.editing.unierase.MINIATURE_EDIT_DEFAULTS for why)
+MINI = {"fact_token": "last", "l2": 0.1, "clamp_norm_factor": 2.0}
+
+
 def test_alphaedit_on_tiny_model_null_space_and_sequential(tiny, quick_world):
-    """Edit the quick target model (a copy) to answer ' Paris'-like targets: keys of the preserved
-    corpus change the edited layer's output by < 1e-3 of its norm in their preserved span; three
-    sequential rounds with an explicit state keep their edits."""
+    """Edit a copy of the quick target model so that three forget questions answer ' Stonevale...',
+    one request per round (explicit state): the update annihilates the preserved span (relative
+    norm < 1e-3, float32 weights) and earlier rounds' edits survive later ones."""
     model, tok = tiny
     m = copy.deepcopy(model)
     w = quick_world
@@ -138,7 +142,7 @@ def test_alphaedit_on_tiny_model_null_space_and_sequential(tiny, quick_world):
 
     corpus = corpus_texts(w.retain, w.world_facts)
     stats = preserved_stats(m, tok, corpus, [1, 2])
-    state = EditState.create(m, stats, energy=0.02)
+    state = EditState.create(m, stats, energy=0.05)
     assert all(state.projectors[li].rank >= 1 for li in (1, 2))
     f = w.forget
     target = tok(" Stonevale", add_special_tokens=False)["input_ids"]
@@ -146,7 +150,7 @@ def test_alphaedit_on_tiny_model_null_space_and_sequential(tiny, quick_world):
     state.cache_original(m, tok, w.retain["question"][:6], w.retain["answer"][:6])
     for r in range(3):
         reqs = make_requests(tok, [f"Question: {f['question'][r]}\nAnswer:"], [f["person"][r]], target)
-        out = apply_alphaedit(m, tok, reqs, state, v_steps=15, n_prefixes=1, seed=0)
+        out = apply_alphaedit(m, tok, reqs, state, v_steps=15, n_prefixes=1, seed=0, **MINI)
         assert out.target_prob.iloc[0] > 0.5, out
     assert len(state.rounds) == 3
     assert state.C_prev[1].shape == (384, 384)
