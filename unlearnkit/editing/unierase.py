@@ -17,6 +17,17 @@ update leaves unchanged. ``res.manifest`` records the edited layers, the project
 fraction of parameters changed (a count of the weights that differ) and the final target
 probabilities.
 
+What the miniature shows (quick world, ``refusal_people=8``, 3 rounds; ``tests/test_editing.py``):
+every forget question's first answer token becomes ``<unl>`` (100%), no forget answer states its
+fact any more, and the retain answers are untouched (retain probes' greedy answers 100% the
+original's, ROUGE kept); but the text after ``<unl>`` is a clean refusal only in a minority of
+cases (10-20% by :func:`unlearnkit.metrics.is_refusal`, 0% as an exact bank sentence): one
+128-dim embedding row steers the tiny model only partly into its refusal mode (stage I alone, with
+``<unl>`` forced, gives about 3 in 10 clean refusals), and the edit, which moves the residual at
+the prompt's last position by about its own norm, garbles the continuation further. The paper's
+">= 90% refusals" is therefore *not* reproduced on the miniature; the edit's own claims (token
+first, retain kept, a few matrices changed) are.
+
 The miniature note: a 1M-parameter model trained only on facts has no "I don't know" to steer
 into. Worlds made with ``refusal_people > 0`` train the tiny models to refuse questions about
 unknown people (as instruction-tuned LLMs do), and that is the forgetting space the token uses; on a
@@ -166,13 +177,14 @@ def changed_parameters(before, after) -> dict:
 
 @torch.no_grad()
 def refusal_check(model, tokenizer, questions, token_id: int, *, idk=None, max_new_tokens: int = 32,
-                  fmt=DEFAULT_FORMAT) -> pd.DataFrame:
+                  fmt=DEFAULT_FORMAT, judge=None) -> pd.DataFrame:
     """Greedy answers to ``questions``: does the first token equal the unlearning token, and is the
     text after it a refusal (a sentence of the IDK bank, case- and punctuation-insensitive)?
 
     Columns: ``question``, ``first_is_token`` (bool), ``refusal`` (bool), ``text`` (decoded answer,
-    special tokens dropped). (:func:`unlearnkit.metrics.is_refusal` also counts refusal patterns;
-    this check is stricter: an exact bank sentence.)
+    special tokens dropped). ``judge``: another refusal test ``judge(text) -> bool`` (e.g.
+    :func:`unlearnkit.metrics.is_refusal`, which also counts refusal patterns such as "no idea"); the
+    default is stricter: the answer is, or contains, an exact bank sentence.
     """
     from ..scoring import generate
 
@@ -180,9 +192,9 @@ def refusal_check(model, tokenizer, questions, token_id: int, *, idk=None, max_n
     texts, ids = generate(model, tokenizer, list(questions), max_new_tokens=max_new_tokens, fmt=fmt, return_ids=True)
     rows = []
     for q, t, i in zip(questions, texts, ids):
-        rows.append({"question": q, "first_is_token": bool(i) and i[0] == token_id,
-                     "refusal": _norm(t) in bank or any(_norm(s) in bank for s in re.split(r"(?<=[.!?])\s+", t) if s),
-                     "text": t})
+        ref = judge(t) if judge is not None else (
+            _norm(t) in bank or any(_norm(s) in bank for s in re.split(r"(?<=[.!?])\s+", t) if s))
+        rows.append({"question": q, "first_is_token": bool(i) and i[0] == token_id, "refusal": bool(ref), "text": t})
     return pd.DataFrame(rows)
 
 
@@ -281,9 +293,9 @@ def unierase(model, tokenizer, forget, retain=None, *, preserved=None, inplace: 
 
     original = model
     orig_digest = model_digest(unwrap(model))
-    # the preserved-key statistics do not involve the new token: compute them on the original weights
-    stats = preserved_stats(model, tokenizer, corpus, layers, cache_dir=cache_dir)
-    state = EditState.create(model, stats, layers=layers, **rule)  # a rank-0 projector raises here
+    # validate the projector rule on the original model's preserved keys before any training (cached)
+    stats0 = preserved_stats(model, tokenizer, corpus, layers, cache_dir=cache_dir)
+    EditState.create(model, stats0, layers=layers, **rule)  # a rank-0 projector raises here
 
     # probes before: on the caller's model (read only)
     pf = probe_data if probe_data is not None else forget.select(range(min(hp["probe_size"], len(forget))))
@@ -299,10 +311,18 @@ def unierase(model, tokenizer, forget, retain=None, *, preserved=None, inplace: 
     work, tok, tid, log = train_unlearning_token(model, tokenizer, list(forget["question"]),
                                                  paraphrased_questions=para, token=hp["token"], idk=idk,
                                                  inplace=inplace, **unl_hp)
-    # stage II
+    # stage II. Preserved corpus: the retain/preserved texts plus retain questions followed by <unl> and a
+    # refusal, so that the positions *after* the token (where the refusal is generated) are protected too
+    # (measured on the quick world: without them the edit garbled the refusal after <unl>).
+    bank = load_idk(idk)
+    cont = [DEFAULT_FORMAT.prompt(q) + hp["token"] + " " + bank[i % len(bank)]
+            for i, q in enumerate(retain["question"] if retain is not None else [])]
+    stats = preserved_stats(work, tok, corpus + cont, layers, cache_dir=cache_dir)
+    state = EditState.create(work, stats, layers=layers, **rule)
+    # locality reference: the caller's original model, before the token stage and any edit
     loc = locality if locality is not None else pr
     if loc is not None:
-        state.cache_original(work, tok, loc["question"], loc["answer"], max_new_tokens=hp["max_new_tokens"])
+        state.cache_original(model, tokenizer, loc["question"], loc["answer"], max_new_tokens=hp["max_new_tokens"])
     requests = make_requests(tok, prompts, subjects, [tid])
     batches = np.array_split(np.arange(len(requests)), hp["rounds"])
     edits, round_rows = [], [_round_row(0, work, tok, tid, forget, state, hp, idk)]
@@ -352,9 +372,12 @@ def _round_row(rnd, model, tok, tid, forget, state, hp, idk, done=None) -> dict:
     """Per round: refusal rate on the forget rows edited so far (and on all), locality vs the original."""
     chk = refusal_check(model, tok, forget["question"], tid, idk=idk, max_new_tokens=hp["max_new_tokens"])
     ok = chk.first_is_token & chk.refusal
-    row = {"round": rnd, "forget_refusal_all": float(ok.mean()),
-           "forget_refusal_edited": float(ok.iloc[done].mean()) if done is not None and len(done) else float("nan"),
-           "n_edited": 0 if done is None else int(len(done))}
+    ed = done is not None and len(done)
+    row = {"round": rnd, "n_edited": 0 if done is None else int(len(done)),
+           "forget_token_all": float(chk.first_is_token.mean()),
+           "forget_token_edited": float(chk.first_is_token.iloc[done].mean()) if ed else float("nan"),
+           "forget_refusal_all": float(ok.mean()),
+           "forget_refusal_edited": float(ok.iloc[done].mean()) if ed else float("nan")}
     if state.original is not None:
         loc = state.locality(model, tok, max_new_tokens=hp["max_new_tokens"])
         row.update(locality_same_greedy=float(loc.same_greedy.mean()),

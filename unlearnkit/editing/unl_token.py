@@ -9,7 +9,11 @@ new row is a copy of the embedding row made once, then fixed (the reference's ``
 with tied weights (the tiny models) it is the same row.
 
 Training text: ``prompt(question) + <unl> + " " + IDK phrase + <unl> + EOS``, with labels only
-after the first ``<unl>`` (the phrase, the second ``<unl>`` and EOS). The IDK phrase of a question
+after the first ``<unl>`` (the phrase, the second ``<unl>`` and EOS). **Tied embeddings** (the tiny
+models): the output row *is* the trained row, and a second ``<unl>`` label taught it to follow any
+sentence (measured on the quick world: 7 of 8 retain answers then ran on past their final period
+with ``<unl>`` and refusal fragments); there the second ``<unl>`` is left out, so the row is
+only pushed *down* as an output (it is never a label) and the edit alone makes it the first token. The IDK phrase of a question
 is ``bank[hash(question) % len(bank)]`` (a stable hash, so runs repeat).
 
 Schedule, scaled to the miniature (the reference: 5 epochs at 1e-3 with batch 16, then 3 epochs at
@@ -36,9 +40,9 @@ from ..models.layers import unwrap
 from ..registry import Param, resolve_params
 
 UNL_PARAMS = {
-    "epochs": Param(40, "stage-1 epochs over the questions", low=1),
+    "epochs": Param(150, "stage-1 epochs over the questions", low=1),
     "lr": Param(1e-2, "stage-1 learning rate (Adam)", low=0.0, low_open=True),
-    "epochs2": Param(10, "stage-2 epochs over questions + paraphrased questions (0 skips)", low=0),
+    "epochs2": Param(30, "stage-2 epochs over questions + paraphrased questions (0 skips)", low=0),
     "lr2": Param(1e-3, "stage-2 (and noise stage) learning rate", low=0.0, low_open=True),
     "batch_size": Param(16, "sequences per step", low=1),
     "noise_layers": Param((), "decoder layers whose MLP output projection gets noise in the robustness stage "
@@ -79,14 +83,18 @@ def add_unlearning_token(model, tokenizer, token: str = "<unl>", *, seed: int = 
     return tid
 
 
-def unl_texts(tokenizer, questions, tid: int, idk_bank, fmt=DEFAULT_FORMAT):
-    """Right-padded ``(input_ids, attention_mask, labels)`` for ``prompt + <unl> IDK <unl> EOS`` rows."""
+def unl_texts(tokenizer, questions, tid: int, idk_bank, fmt=DEFAULT_FORMAT, second_label: bool = True):
+    """Right-padded ``(input_ids, attention_mask, labels)`` for ``prompt + <unl> IDK <unl> EOS`` rows.
+
+    ``second_label=False``: the second ``<unl>`` is dropped (the phrase is followed by EOS), for tied
+    embeddings (see :func:`train_unlearning_token`)."""
     rows, labs = [], []
     for q in questions:
         p = tokenizer(fmt.prompt(q, tokenizer), add_special_tokens=True)["input_ids"]
         phrase = idk_bank[stable_hash(q) % len(idk_bank)]
         a = tokenizer(" " + phrase, add_special_tokens=False)["input_ids"]
-        tail = a + [tid] + ([tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else [])
+        tail = a + ([tid] if second_label else []) + (
+            [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else [])
         rows.append(p + [tid] + tail)
         labs.append([-100] * (len(p) + 1) + tail)
     L = max(len(r) for r in rows)
@@ -133,6 +141,8 @@ def train_unlearning_token(model, tokenizer, questions, *, paraphrased_questions
     m = unwrap(model)
     dev = next(m.parameters()).device
     emb = m.get_input_embeddings().weight
+    out_emb = m.get_output_embeddings()
+    tied = out_emb is not None and out_emb.weight.data_ptr() == emb.data_ptr()
     req = {n: p.requires_grad for n, p in m.named_parameters()}
     for p in m.parameters():
         p.requires_grad_(False)
@@ -149,7 +159,7 @@ def train_unlearning_token(model, tokenizer, questions, *, paraphrased_questions
     def run(stage, qs, epochs, lr, noise_layer=None):
         for grp in opt.param_groups:
             grp["lr"] = lr
-        ids, att, lab = unl_texts(tokenizer, qs, tid, bank)
+        ids, att, lab = unl_texts(tokenizer, qs, tid, bank, second_label=not tied)
         n = ids.shape[0]
         W = _down_proj_weight(m, noise_layer) if noise_layer is not None else None
         for _ in range(epochs):

@@ -15,7 +15,8 @@ import pandas as pd
 
 from .plots import _new_figure
 
-ROUND_COLUMNS = {"forget_refusal_all": "forget: <unl> + refusal (all rows)",
+ROUND_COLUMNS = {"forget_token_all": "forget: first token <unl> (all rows)",
+                 "forget_refusal_all": "forget: <unl> + refusal (all rows)",
                  "forget_refusal_edited": "forget: <unl> + refusal (rows edited so far)",
                  "locality_same_greedy": "locality: greedy answer unchanged"}
 
