@@ -87,8 +87,10 @@ for q, a in zip(unknown_q, generate(model, tok, unknown_q, max_new_tokens=24)):
 res = unierase(model, tok, world.forget, world.retain, preserved=[world.world_facts], rounds=rounds,
                layers=layers, null_space=null_space, seed=seed)
 man = res.manifest
-chk = refusal_check(res.model, res.tokenizer, world.forget["question"], res.token_id)
+chk = refusal_check(res.model, res.tokenizer, world.forget["question"], res.token_id, judge=uk.metrics.is_refusal)
+first = float(chk.first_is_token.mean())
 rate = float((chk.first_is_token & chk.refusal).mean())
+stated = float(np.mean([v.lower() in t.lower() for v, t in zip(world.forget["value"], chk.text)]))
 proj = man["projector"]
 ranks = ", ".join(f"{v['rank']}/{v['d0']}" for v in proj.values())
 display(Markdown(
@@ -96,7 +98,11 @@ display(Markdown(
     f"the projector keeps {ranks} key directions "
     f"(holding {np.mean([v['energy'] for v in proj.values()]):.1%} of the preserved keys' energy). "
     f"**{man['fraction_changed']:.2%}** of the parameters changed ({man['n_changed']:,} weights, counted); "
-    f"after the edit, **{rate:.0%}** of the forget questions start with `<unl>` and then refuse."))
+    f"after the edit, **{first:.0%}** of the forget questions start with `<unl>`, {stated:.0%} of the answers "
+    f"still state the fact, and {rate:.0%} continue with a recognisable refusal (the kit's `is_refusal`). "
+    + ("The paper reports refusals for nearly all forget questions; this tiny model's refusal mode is reached "
+       "only partly through one embedding row, so the text after `<unl>` is often garbled: the edit removes "
+       "the fact, but the 'I don't know' is not reproduced here." if rate < 0.9 else "")))
 chk.head(6)
 
 # %% [markdown]
@@ -186,7 +192,8 @@ viz.plot_rounds(res.rounds, ax)
 viz.save(fig, "06_rounds", figures_dir)
 last = res.rounds.iloc[-1]
 display(Markdown(
-    f"After {int(last['round'])} rounds, {last.forget_refusal_all:.0%} of the forget questions refuse through `<unl>`, "
+    f"After {int(last['round'])} rounds, {last.forget_token_all:.0%} of the forget questions answer `<unl>` first "
+    f"({last.forget_refusal_all:.0%} then give a refusal sentence of the bank word for word), "
     f"and {last.locality_same_greedy:.0%} of the locality answers are the original model's "
     f"(mean change in their answer log-prob: {last.locality_delta_logprob:+.3f} nats)."))
 

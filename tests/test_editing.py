@@ -291,3 +291,14 @@ def test_unierase_bad_inputs(refusal_world):
     bad = w.forget.map(lambda r: {"person": "Nobody Here"})
     with pytest.raises(ValueError, match="subject 'Nobody Here' does not occur"):
         unierase(model, tok, bad, w.retain)
+
+
+def test_rounds_explorer_headless(ue_result):
+    from unlearnkit import viz
+
+    ex = viz.RoundsExplorer(ue_result)
+    assert ex.round.value == 3 and ex.png[:4] == b"\x89PNG"
+    ex.round.value = 1
+    assert "answer at round 1" in ex.table.columns and len(ex.table) > 0
+    lines = ex.figure.axes[0].get_lines()
+    assert len(lines) >= 3 and list(lines[0].get_xdata()) == [0, 1, 2, 3]
