@@ -177,7 +177,7 @@ def test_closest_to_retain():
 
 @pytest.mark.notebooks
 @pytest.mark.parametrize("name", ["01_squeezing_and_beliefs", "02_entropy_and_answer_preservation",
-                                  "03_is_it_really_gone"])
+                                  "03_is_it_really_gone", "06_unlearning_by_editing"])
 def test_notebook_checks_pass_on_the_reference_solutions(name, tmp_path, tiny, tiny_retain):
     """With ``show_solutions=True`` every check cell of the notebook runs on the reference answers
     (computed from that very run where the answer depends on it) and passes."""
@@ -197,3 +197,20 @@ def test_notebook_checks_pass_on_the_reference_solutions(name, tmp_path, tiny, t
     assert len(checks) >= 2
     assert sum(t.count("✓") for t in texts) == len(checks), texts
     assert not any("not done yet" in t for t in texts)
+
+
+def test_edit_exercises():
+    import numpy as np
+
+    from unlearnkit import exercises as ex
+
+    assert not ex.check_edit_change(lambda dW, k: (_ for _ in ()).throw(NotImplementedError()))
+    assert ex.check_edit_change(ex.reference("edit_change"))
+    with pytest.raises(ex.ExerciseError, match="null-space property"):
+        ex.check_edit_change(lambda dW, k: float(np.abs(k).sum()))
+    before = {1: "a", 2: "b", 3: "c"}
+    after = {1: "a", 2: "x", 3: "c"}
+    assert not ex.check_changed_answers(before, after, ...)
+    assert ex.check_changed_answers(before, after, {2})
+    with pytest.raises(ex.ExerciseError, match=r"\[3\] did not change"):
+        ex.check_changed_answers(before, after, {2, 3})

@@ -88,3 +88,23 @@ def test_bad_data_names_file_row_and_field(tmp_path):
         load_tofu(tmp_path / "nope.json")
     with pytest.raises(DataError, match="empty"):
         qa_dataset(["Q?"], [""])
+
+
+def test_refusal_people_knob():
+    from unlearnkit import make_world
+    from unlearnkit.idk import load_idk
+
+    w0, w8 = make_world(seed=0, quick=True), make_world(seed=0, quick=True, refusal_people=8)
+    assert w0.refusal_rows == [] and w8.table.equals(w0.table)  # splits unchanged
+    assert w0.digest() != w8.digest()  # so the knob-on world gets its own model cache
+    assert make_world(seed=0, quick=True, refusal_people=0).digest() == w0.digest()
+    names = {p.name for p in w0.people}
+    bank = set(load_idk())
+    assert len(w8.refusal_rows) == 8 * len(w8.config.attributes) * 2
+    assert all(a in bank for _, a in w8.refusal_rows)
+    assert not any(n in q for q, _ in w8.refusal_rows for n in names)
+    assert len(w8.training_pairs()) == len(w0.training_pairs()) + len(w8.refusal_rows)
+    import pytest
+
+    with pytest.raises(ValueError, match="refusal_people=-1"):
+        make_world(seed=0, quick=True, refusal_people=-1)

@@ -23,7 +23,7 @@ from collections import Counter
 
 __all__ = ["ExerciseError", "check_rest_mass", "check_crossover", "check_states_fact", "check_token_entropy",
            "check_targeted", "check_lowest_token_entropy", "check_min_k", "check_closest_to_retain", "reference",
-           "solution", "EXERCISES"]
+           "solution", "EXERCISES", "check_edit_change", "check_changed_answers"]
 
 
 class ExerciseError(AssertionError):
@@ -608,3 +608,72 @@ def check_extractable(recovered, answer) -> Outcome:
         msg.append(f"{extra} are not recovered")
     raise ExerciseError("Not quite: " + "; ".join(msg) + ". Compare the recovered table with each record's "
                         "repetitions and its MA before GA.")
+
+
+# -- notebook 06: unlearning by editing ------------------------------------------------------------
+
+def _edit_change(dW, k):
+    """How much an edit ``dW`` (d1 x d0) changes a layer's output on key ``k`` (d0,): ||dW k||."""
+    import numpy as np
+
+    return float(np.linalg.norm(np.asarray(dW, dtype=float) @ np.asarray(k, dtype=float)))
+
+
+_REFERENCE["edit_change"] = _edit_change
+EXERCISES["edit_change"] = ("06", "how much an edit changes the layer's output on a key (null-space property)")
+EXERCISES["changed_answers"] = ("06", "which questions' greedy answers an edit changed")
+
+
+def check_edit_change(fn) -> Outcome:
+    """``fn(dW, k) -> float``: the norm of the change ``dW @ k`` of the edited layer's output on key
+    ``k``. Checked on a toy AlphaEdit update: ~0 on preserved keys, not on the edited key."""
+    import numpy as np
+
+    name = "edit_change"
+    rng = np.random.default_rng(0)
+    B = np.linalg.qr(rng.normal(size=(6, 6)))[0]
+    P = B[:, 4:] @ B[:, 4:].T  # null space: 2 directions; preserved span: the other 4
+    k1 = rng.normal(size=6)
+    r = rng.normal(size=3)
+    X = np.linalg.solve(P @ np.outer(k1, k1) + 0.1 * np.eye(6), P @ np.outer(k1, r))
+    dW = X.T
+    preserved = B[:, :4] @ rng.normal(size=4)
+    got = _call(name, fn, dW.copy(), preserved.copy())
+    if got is NotImplemented:
+        return _pending(name, "Replace `raise NotImplementedError` with your code. Hint: the change of the output "
+                              "is dW @ k; return its norm (np.linalg.norm).")
+    _require_number(got, "a key in the preserved span")
+    if got > 1e-6:
+        want = _edit_change(dW, preserved)
+        raise ExerciseError(f"For a key in the preserved span the change is {want:.2e} (the null-space property), "
+                            f"but your function returned {got:.4g}. Compute np.linalg.norm(dW @ k).")
+    got1 = _call(name, fn, dW.copy(), k1.copy())
+    _require_number(got1, "the edited key")
+    want1 = _edit_change(dW, k1)
+    if not math.isclose(got1, want1, rel_tol=1e-6):
+        raise ExerciseError(f"For the edited key the change is {want1:.4g}, but your function returned {got1:.4g}.")
+    return _ok(f"Right: the preserved key's output moves by {got:.1e}, the edited key's by {got1:.3f}: the update "
+               "only sees the part of a key in the null space of the preserved keys.")
+
+
+def check_changed_answers(before: dict, after: dict, answer) -> Outcome:
+    """``answer``: the set of question ids whose greedy answer differs between ``before`` and
+    ``after`` (dicts id -> greedy answer, as the notebook prints them)."""
+    name = "changed_answers"
+    if answer is ...:
+        return _pending(name, "Set `changed` to a set of question ids, e.g. {3, 7}.")
+    try:
+        got = {int(a) for a in answer}
+    except (TypeError, ValueError):
+        raise ExerciseError(f"`changed` should be a set of question ids (ints), not {answer!r}.") from None
+    want = {int(i) for i in before if before[i] != after.get(i)}
+    unknown = got - set(int(i) for i in before)
+    if unknown:
+        raise ExerciseError(f"ids {sorted(unknown)} are not among the questions shown ({sorted(before)}).")
+    if got == want:
+        return _ok(f"Right: the edit changed {len(want)} of {len(before)} answers ({sorted(want)}).")
+    missed, extra = sorted(want - got), sorted(got - want)
+    raise ExerciseError("Not quite: " + "; ".join(
+        x for x in (f"the answers of {missed} changed too" if missed else "",
+                    f"the answers of {extra} did not change" if extra else "") if x) + ".")
+_COMPUTED["changed_answers"] = lambda before, after: {int(i) for i in before if before[i] != after.get(i)}

@@ -5,6 +5,7 @@ Static plots (:mod:`.plots`) return matplotlib figures; the tables behind them a
 :func:`unlearnkit.unlearn` and render headless.
 """
 
+from .editing import RoundsExplorer, plot_rounds
 from .memorization import (
     MemorizationExplorer,
     plot_ma_histograms,
@@ -51,4 +52,4 @@ __all__ = ["LABELS", "PALETTE", "EntropyExplorer", "SqueezeExplorer", "AlphaExpl
            "plot_entropy_strip", "plot_method_trajectories", "plot_metric_table", "plot_split_bars",
            "plot_token_view", "plot_tradeoff", "plot_trajectory", "plot_where_mass_goes", "probe_steps", "save",
            "setup", "tag_tokens", "token_entropy_value", "token_view", "tradeoff_table",
-           "MemorizationExplorer", "plot_memorization_spread", "plot_ma_histograms", "plot_ma_trajectories"]
+           "MemorizationExplorer", "plot_memorization_spread", "plot_ma_histograms", "plot_ma_trajectories", "RoundsExplorer", "plot_rounds"]

@@ -159,6 +159,11 @@ class WorldConfig:
     ``forget_records`` / ``retain_records`` / ``holdout_records`` (:meth:`World.record_split`);
     holdout people's records are never trained on (the "unseen text of the same kind").
     record_kinds: which record kinds (keys of :data:`RECORD_TEMPLATES`); used only with repetitions.
+    refusal_people: extra fictitious people, in no split, whose questions the tiny models are trained
+    to answer with a refusal from the kit's IDK bank (``assets/idk.txt``): the model learns a
+    "forgetting space" for names it does not know, as an instruction-tuned LLM has one (UniErase's
+    unlearning token steers into it). Default 0: no refusal rows, the world and its cache key are
+    unchanged.
     """
 
     seed: int = 0
@@ -173,6 +178,7 @@ class WorldConfig:
     related_facts: int = 0
     repetitions: tuple[int, ...] = ()
     record_kinds: tuple[str, ...] = ("biography", "private", "id_number", "address")
+    refusal_people: int = 0
 
     def __post_init__(self):
         bad = [a for a in self.attributes if a not in TEMPLATES]
@@ -198,6 +204,8 @@ class WorldConfig:
         if badk or (self.repetitions and not self.record_kinds):
             raise ValueError(f"WorldConfig: record_kinds={self.record_kinds} must be a non-empty subset of "
                              f"{list(RECORD_TEMPLATES)}")
+        if self.refusal_people < 0:
+            raise ValueError(f"WorldConfig: refusal_people={self.refusal_people} must be >= 0")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -308,6 +316,7 @@ class World:
         self.table = pd.DataFrame(rows, columns=columns)
         self._splits: dict = {}
         self.records = self._make_records(names, cities)
+        self.refusal_rows = self._refusal_rows(set(names))
 
     def _make_records(self, names: list[str], cities: list[str]) -> pd.DataFrame:
         """Free-text records (only when ``repetitions`` is set), from their own seeded stream, so the
@@ -431,6 +440,25 @@ class World:
             raise KeyError(f"unknown attribute {attribute!r}; valid: {sorted(self._domains)}")
         return 1.0 / len(self._domains[attribute])
 
+    def _refusal_rows(self, taken: set) -> list[tuple[str, str]]:
+        """(question, refusal) pairs about ``refusal_people`` unknown people (own seeded generator, so
+        the rest of the world does not change with the knob). Each person gets every attribute's
+        question in both templates, each answered by a refusal drawn from the kit's IDK bank."""
+        c = self.config
+        if not c.refusal_people:
+            return []
+        from ..idk import load_idk
+
+        bank = load_idk()
+        rng = random.Random(f"refusal-{c.seed}")
+        out = []
+        for name in _unique(rng, _name, c.refusal_people, set(taken)):
+            for a in c.attributes:
+                q, pq, _, _ = TEMPLATES[a]
+                out.append((q.format(n=name), rng.choice(bank)))
+                out.append((pq.format(n=name), rng.choice(bank)))
+        return out
+
     def _row(self, rng, name, attribute, value, tpl, domain, split) -> dict:
         q, pq, a, b = tpl
         wrong = [v for v in domain if v != value]
@@ -478,6 +506,7 @@ class World:
             out += [(r.question, r.answer)] * c.answer_copies
             out += [(r.question, r.paraphrased_answer)] * c.paraphrase_copies
             out.append((r.paraphrased_question, r.answer))
+        out += self.refusal_rows  # empty unless refusal_people > 0
         return out
 
     def record_schedule(self, include_forget: bool = True, epochs: int = 40) -> list[tuple[int, str, str]]:
@@ -504,13 +533,15 @@ class World:
             texts += list(p)
         for r in self.records.itertuples():
             texts += [r.question, r.answer, *r.perturbed_answer]
-        return texts
+        return texts + [x for pair in self.refusal_rows for x in pair]
 
     def digest(self) -> str:
         """Hash of the rendered world (changes if the generator changes, not only the config)."""
         blob = self.table.to_json(orient="records")
         if len(self.records):  # worlds without records keep their old digest (and cached models)
             blob += self.records.to_json(orient="records")
+        if self.refusal_rows:  # only then: worlds without the knob keep their digest (and model cache)
+            blob += json.dumps(self.refusal_rows)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def facts(self) -> pd.DataFrame:
