@@ -48,7 +48,8 @@ def main(tok_dir, out_dir):
         both = [torch.zeros_like(w) for _ in range(dist.get_world_size())]
         dist.all_gather(both, w)
         moved = float((w - flat(model)).abs().max())
-        report[name] = {"rank_diff": float((both[0] - both[1]).abs().max()), "moved": moved, "steps": len(res.log)}
+        report[name] = {"rank_diff": float((both[0] - both[1]).abs().max()), "moved": moved, "steps": len(res.log),
+                        "stopped": res.stopped}
         if name == "ga" and dist.get_rank() == 0:
             torch.save(w, out / "ga_weights.pt")
     if dist.get_rank() == 0:

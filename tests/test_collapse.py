@@ -16,9 +16,11 @@ def test_hand_made_cases():
 
 def test_long_ga_collapses_while_target_does_not(quick_world, tiny):
     """Measured on the quick world: the target model's forget answers have collapse rate 0.0;
-    after 40 GA steps at lr 3e-4 the rate is 1.0 (answers like "born born born ...")."""
+    after 60 GA steps at lr 3e-4 the rate is 1.0 (answers like "born born born ..."). (The quick
+    model's bits depend on the CPU's BLAS kernels: on an Intel build 40 steps already gave 1.0, on
+    an AMD EPYC/AVX-512 build 40 steps gave 0.1 and 60 steps 1.0.)"""
     model, tok = tiny
-    res = unlearn(model, tok, quick_world.forget, method="ga", steps=40, lr=3e-4, probe_every=0, progress=False)
+    res = unlearn(model, tok, quick_world.forget, method="ga", steps=60, lr=3e-4, probe_every=0, progress=False)
     both = [evaluate(m, tok, quick_world.forget, ["collapse"], model_name=n, progress=False)
             for m, n in ((model, "target"), (res.model, "ga"))]
     s = summarize(__import__("pandas").concat(both)).set_index("model").value

@@ -36,7 +36,7 @@ def test_replicas_stay_identical_for_every_objective(ddp_run):
     assert report["world_size"] == 2
     assert set(report["objectives"]) == set(list_objectives())
     for name, r in report["objectives"].items():
-        assert r["steps"] == 2, name
+        assert r["steps"] == 2 or (r["steps"] >= 1 and r["stopped"]), name  # (SGA/TA stop by their own rule)
         assert r["moved"] > 0, f"{name}: the weights did not change"
         assert r["rank_diff"] == 0.0, f"{name}: replicas differ by {r['rank_diff']} after 2 steps"
 

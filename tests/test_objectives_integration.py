@@ -212,9 +212,11 @@ def test_simnpo_removes_both_phrasings_and_keeps_retain(runs):
 
 
 def test_retain_terms_protect_retain_answers(runs):
-    """lr 1e-3, 10 steps. Measured retain target mass: GA 0.656 -> 0.000, KL-Min -> 0.045,
-    GradDiff (retain NLL) -> 0.244; the forget target goes to 0.000 in all three."""
-    ga, kl, gd = runs("ga", steps=10, lr=1e-3), runs("kl", steps=10, lr=1e-3), runs("graddiff", steps=10, lr=1e-3)
+    """lr 1e-3, 15 steps. Measured retain target mass: GA 0.656 -> 0.000, KL-Min -> 0.039,
+    GradDiff (retain NLL) -> 0.339; the forget target goes to 0.000 in all three. (At 10 steps GA
+    left 0.000 on one machine's build of the quick model and 0.015 on an AMD EPYC/AVX-512 build,
+    whose float bits differ: 15 steps shows the same ordering on both.)"""
+    ga, kl, gd = runs("ga", steps=15, lr=1e-3), runs("kl", steps=15, lr=1e-3), runs("graddiff", steps=15, lr=1e-3)
     for res in (ga, kl, gd):
         assert mass(res, "target") < 0.01
     r_ga, r_kl, r_gd = (mass(r, "target", "retain") for r in (ga, kl, gd))
