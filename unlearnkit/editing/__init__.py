@@ -32,7 +32,11 @@ __all__ = sorted(_HOME)
 def __getattr__(name):
     if name not in _HOME:
         raise AttributeError(f"module 'unlearnkit.editing' has no attribute {name!r}")
-    return getattr(importlib.import_module(f".{_HOME[name]}", __name__), name)
+    module = importlib.import_module(f".{_HOME[name]}", __name__)
+    # bind the module's names here: importing a submodule binds it as an attribute of this package,
+    # which would hide the function of the same name (editing.uipe, editing.unierase)
+    globals().update({n: getattr(module, n) for n, home in _HOME.items() if home == _HOME[name]})
+    return globals()[name]
 
 
 def __dir__():
