@@ -102,6 +102,9 @@ class Param:
             return None
         bounded_optional = self.default is None and (self.low is not None or self.high is not None)
         if bounded_optional or (isinstance(self.default, (int, float)) and not isinstance(self.default, bool)):
+            if isinstance(value, bool):
+                raise ValueError(f"{owner}: parameter {name}={value!r} is a boolean, not a number; valid range: "
+                                 f"{self.range_text()}")
             try:
                 v = float(value)
             except (TypeError, ValueError):
@@ -113,6 +116,9 @@ class Param:
                 bad |= v > self.high or (self.high_open and v == self.high)
             if bad:
                 raise ValueError(f"{owner}: parameter {name}={value!r} is out of range; valid range: {self.range_text()}")
+            if isinstance(self.default, int) and not v.is_integer():
+                raise ValueError(f"{owner}: parameter {name}={value!r} must be an integer; valid range: "
+                                 f"{self.range_text()}")
             return int(v) if isinstance(self.default, int) and float(v).is_integer() else type(self.default)(v) if isinstance(self.default, float) else v
         return value
 
