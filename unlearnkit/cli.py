@@ -135,6 +135,8 @@ def _main(argv) -> int:
     if args.cmd == "run":  # everything the run needs, checked before loading anything
         check_destination(args.out, args.overwrite, what="--out")
         uk.check_params(args.method, **_sets(args.set))
+    if args.cmd == "evaluate":
+        uk.metrics.resolve_metrics(args.metrics)
     if args.cmd == "sweep":
         for m in args.methods:
             uk.check_params(m, **_sets(args.set))

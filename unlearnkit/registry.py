@@ -45,9 +45,9 @@ class Registry(Generic[T]):
             raise TypeError(f"{self.kind} name must be a string, got {type(name).__name__}")
         key = name.strip().lower().replace("-", "_")
         if key not in self._items:
-            raise UnknownNameError(
-                f"unknown {self.kind} {name!r}; valid choices: {', '.join(self.names())}"
-            )
+            close = difflib.get_close_matches(key, self.names(), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise UnknownNameError(f"unknown {self.kind} {name!r}{hint}; valid choices: {', '.join(self.names())}")
         return self._items[key]
 
     def names(self) -> list[str]:

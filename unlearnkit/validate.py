@@ -83,7 +83,7 @@ def check_ids(name: str, data) -> None:
     s = pd.Series(list(data["id"]))
     dup = s[s.duplicated()].unique().tolist()
     if dup:
-        raise DataError(f"{name} data: duplicate id(s) {dup[:10]}{' ...' if len(dup) > 10 else ''}; ids must be "
+        raise DataError(f"{name}: duplicate id(s) {dup[:10]}{' ...' if len(dup) > 10 else ''}; ids must be "
                         "unique within a split (metrics key rows by id)")
 
 
@@ -100,7 +100,7 @@ def check_qa(name: str, data, required=("question", "answer")):
     if len(data) == 0:
         raise DataError(f"{name} data is empty")
     check_dataset(data, f"{name} data")
-    check_ids(name, data)
+    check_ids(f"{name} data", data)
     return data
 
 
