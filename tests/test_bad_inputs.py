@@ -6,17 +6,14 @@ prints how many distinct cases the module tries.
 """
 
 import json
-import math
 import os
 import signal
 import subprocess
 import sys
 import textwrap
 import time
-import warnings
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 import torch

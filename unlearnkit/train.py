@@ -28,7 +28,7 @@ from .data import DEFAULT_FORMAT, PromptFormat, encode_pairs, select
 from .idk import load_idk
 from .io import atomic_dir, atomic_write_json, run_manifest
 from .models.loading import is_lora, save_model, wrap_lora
-from .objectives import OBJECTIVES, AdapterReference, CachedReference, ObjectiveContext, get_objective
+from .objectives import AdapterReference, CachedReference, ObjectiveContext, get_objective
 from .probes import ProbeRecorder
 from .registry import Param, resolve_params
 from .validate import check_destination, check_qa, check_vocab, context_length, unknown_names, warn_long
