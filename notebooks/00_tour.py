@@ -49,6 +49,8 @@ from unlearnkit import viz
 
 viz.setup()
 pd.set_option("display.max_colwidth", 80)
+p = uk.check_params(method, steps=steps, lr=lr, seed=seed, probe_every=probe_every)  # papermill values, checked
+steps, lr, seed, probe_every = p["steps"], p["lr"], p["seed"], p["probe_every"]
 if quick:
     steps = min(steps, 16)
 

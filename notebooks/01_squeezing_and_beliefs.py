@@ -54,6 +54,8 @@ from unlearnkit import viz
 
 viz.setup()
 pd.set_option("display.max_colwidth", 70)
+p = uk.check_params(steps=steps, lr=lr, seed=seed, probe_every=probe_every, probe_size=probe_size)  # papermill values, checked
+steps, lr, seed, probe_every, probe_size = p["steps"], p["lr"], p["seed"], p["probe_every"], p["probe_size"]
 max_new_tokens = 48
 if quick:  # CI: fewer steps and probes, shorter generations
     steps, probe_every, probe_size, max_new_tokens = min(steps, 12), max(probe_every, 2), min(probe_size, 4), 24

@@ -63,6 +63,8 @@ from unlearnkit import viz
 
 viz.setup()
 pd.set_option("display.max_colwidth", 60)
+p = uk.check_params(steps=steps, seed=seed, probe_every=probe_every, probe_size=probe_size)  # papermill values, checked
+steps, seed, probe_every, probe_size = p["steps"], p["seed"], p["probe_every"], p["probe_size"]
 max_new_tokens = 48
 if quick:  # CI: fewer steps and probes, shorter generations
     steps, probe_every, probe_size, max_new_tokens = min(steps, 20), max(probe_every, 5), min(probe_size, 4), 24

@@ -53,6 +53,8 @@ from unlearnkit import viz
 
 viz.setup()
 pd.set_option("display.max_colwidth", 60)
+p = uk.check_params(steps=steps, seed=seed, max_new_tokens=max_new_tokens)  # papermill values, checked
+steps, seed, max_new_tokens = p["steps"], p["seed"], p["max_new_tokens"]
 if quick:  # CI: fewer steps (the quick world's tiny model forgets, and collapses, much faster)
     steps = min(steps, 8)
 names = {"ga": "GA", "npo": "NPO"}

@@ -18,6 +18,7 @@ PKG = REPO / "unlearnkit"
 LAYERS = {
     "registry": 0, "io": 0, "data": 0,
     "world": 1, "models": 1, "scoring": 1, "losses": 1, "idk": 1, "memorization": 1, "editing.task_vectors": 1,
+    "validate": 1,
     "probes": 2,
     "objectives": 3, "metrics": 3,
     "train": 4,

@@ -15,9 +15,9 @@ from .metrics import evaluate, list_metrics, summarize
 from .models import load_model, retain_model, target_model, wrap_lora
 from .objectives import get_objective, list_objectives
 from .probes import probe, token_probe
-from .train import UnlearnResult, unlearn
+from .train import UnlearnResult, check_params, unlearn
 from .world import World, WorldConfig, load_tofu, make_world
 
 __all__ = ["__version__", "make_world", "World", "WorldConfig", "load_tofu", "target_model", "retain_model",
-           "load_model", "wrap_lora", "unlearn", "UnlearnResult", "probe", "token_probe", "evaluate", "summarize",
+           "load_model", "wrap_lora", "unlearn", "UnlearnResult", "check_params", "probe", "token_probe", "evaluate", "summarize",
            "list_objectives", "get_objective", "list_metrics"]

@@ -62,6 +62,23 @@ def _model(args, world):
 
 
 def main(argv=None) -> int:
+    """The command line; an ordinary user error (bad name, value, file or destination) prints one
+    line ``unlearnkit: error: ...`` and returns 2; ``--debug`` shows the traceback instead."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
+    try:
+        return _main(argv)
+    except (ValueError, TypeError, KeyError, LookupError, OSError) as e:
+        if debug:
+            raise
+        msg = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
+        print(f"unlearnkit: error: {type(e).__name__}: {' '.join(msg.split())} (--debug shows the traceback)",
+              file=sys.stderr)
+        return 2
+
+
+def _main(argv) -> int:
     ap = argparse.ArgumentParser(prog="unlearnkit", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     common = argparse.ArgumentParser(add_help=False)
@@ -76,6 +93,7 @@ def main(argv=None) -> int:
                         help="format prompts with the tokenizer's chat template (instruct models; default: plain)")
     common.add_argument("--system-prompt", help="with --chat-template: a system message")
     common.add_argument("--date-string", help="with --chat-template: the date templates such as Llama 3's print")
+    common.add_argument("--debug", action="store_true", help="show tracebacks of errors (default: one line)")
     sub.add_parser("list", help="registered objectives, metrics and suites")
     r = sub.add_parser("run", parents=[common], help="unlearn, evaluate and save")
     r.add_argument("--method", default="ga")
@@ -85,12 +103,15 @@ def main(argv=None) -> int:
     r.add_argument("--lora", action="store_true")
     r.add_argument("--set", nargs="*", metavar="NAME=VALUE", help="objective / loop hyperparameters")
     r.add_argument("--out", required=True, help="new folder for the unlearned model and results")
+    r.add_argument("--overwrite", action="store_true", help="replace --out if it exists (checked before training)")
+    r.add_argument("--merge-lora", action="store_true", help="with --lora: save the merged model (default: the "
+                                                              "adapter, with its base recorded; both reload)")
     e = sub.add_parser("evaluate", parents=[common], help="evaluate a model")
     e.add_argument("--metrics", nargs="+", default=["tofu"], help="metric and suite names (unlearnkit list)")
     e.add_argument("--reference", help="the retain model (HF folder) for forget quality, PrivLeak and the reference "
                                        "attack (default on the miniature world: its retain model)")
     e.add_argument("--set", nargs="*", metavar="NAME=VALUE", help="evaluation options (docs/metrics.md, Options)")
-    e.add_argument("--out", help="CSV file for the tidy table")
+    e.add_argument("--out", help="CSV file for the tidy table (its manifest: <out>.manifest.json)")
     s = sub.add_parser("sweep", parents=[common], help="resumable sweep over methods and seeds")
     s.add_argument("--methods", nargs="+", default=["ga"])
     s.add_argument("--seeds", nargs="+", type=int, default=[0])
@@ -109,6 +130,16 @@ def main(argv=None) -> int:
         return 0
     if (args.system_prompt or args.date_string) and not args.chat_template:
         raise SystemExit("--system-prompt and --date-string need --chat-template")
+    from unlearnkit.validate import check_destination
+
+    if args.cmd == "run":  # everything the run needs, checked before loading anything
+        check_destination(args.out, args.overwrite, what="--out")
+        uk.check_params(args.method, **_sets(args.set))
+    if args.cmd == "evaluate":
+        uk.metrics.resolve_metrics(args.metrics)
+    if args.cmd == "sweep":
+        for m in args.methods:
+            uk.check_params(m, **_sets(args.set))
     fmt = uk.data.PromptFormat(chat=True, system_prompt=args.system_prompt, date_string=args.date_string) \
         if args.chat_template else None
     world, data = _data(args)
@@ -121,7 +152,8 @@ def main(argv=None) -> int:
             if getattr(args, k) is not None:
                 hp[k] = getattr(args, k)
         res = uk.unlearn(model, tok, data[forget_name], data.get(retain_name), method=args.method,
-                         lora=args.lora or None, output_dir=args.out, prompt_format=fmt, **hp)
+                         lora=args.lora or None, prompt_format=fmt, **hp)
+        res.save(args.out, overwrite=args.overwrite, merge_lora=args.merge_lora)
         print(res)
         print(uk.summarize(uk.evaluate(res.model, tok, data, ["probability", "rouge"], prompt_format=fmt))
               .to_string(index=False))
@@ -135,9 +167,10 @@ def main(argv=None) -> int:
         df = uk.evaluate(model, tok, data, args.metrics, reference=ref, holdout=holdout, prompt_format=fmt,
                          **_sets(args.set))
         if args.out:
-            from unlearnkit.io import atomic_write_text
+            from unlearnkit.io import atomic_write_json, atomic_write_text
 
             atomic_write_text(args.out, df.to_csv(index=False))
+            atomic_write_json(f"{args.out}.manifest.json", df.attrs)
         print(uk.summarize(df).to_string(index=False))
         return 0
     if args.cmd == "sweep":

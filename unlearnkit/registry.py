@@ -45,9 +45,9 @@ class Registry(Generic[T]):
             raise TypeError(f"{self.kind} name must be a string, got {type(name).__name__}")
         key = name.strip().lower().replace("-", "_")
         if key not in self._items:
-            raise UnknownNameError(
-                f"unknown {self.kind} {name!r}; valid choices: {', '.join(self.names())}"
-            )
+            close = difflib.get_close_matches(key, self.names(), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise UnknownNameError(f"unknown {self.kind} {name!r}{hint}; valid choices: {', '.join(self.names())}")
         return self._items[key]
 
     def names(self) -> list[str]:
@@ -102,6 +102,9 @@ class Param:
             return None
         bounded_optional = self.default is None and (self.low is not None or self.high is not None)
         if bounded_optional or (isinstance(self.default, (int, float)) and not isinstance(self.default, bool)):
+            if isinstance(value, bool):
+                raise ValueError(f"{owner}: parameter {name}={value!r} is a boolean, not a number; valid range: "
+                                 f"{self.range_text()}")
             try:
                 v = float(value)
             except (TypeError, ValueError):
@@ -113,6 +116,9 @@ class Param:
                 bad |= v > self.high or (self.high_open and v == self.high)
             if bad:
                 raise ValueError(f"{owner}: parameter {name}={value!r} is out of range; valid range: {self.range_text()}")
+            if isinstance(self.default, int) and not v.is_integer():
+                raise ValueError(f"{owner}: parameter {name}={value!r} must be an integer; valid range: "
+                                 f"{self.range_text()}")
             return int(v) if isinstance(self.default, int) and float(v).is_integer() else type(self.default)(v) if isinstance(self.default, float) else v
         return value
 

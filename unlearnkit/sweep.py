@@ -18,9 +18,12 @@ from pathlib import Path
 import pandas as pd
 from tqdm.auto import tqdm
 
-from .io import atomic_dir, atomic_write_json, atomic_write_text, manifest
-from .metrics import evaluate, summarize
-from .train import unlearn
+from .io import atomic_dir, atomic_write_json, atomic_write_text
+from .metrics import evaluate, resolve_metrics, summarize
+from .train import check_params, unlearn
+
+#: keyword arguments of ``unlearn`` that a sweep config may set besides hyperparameters
+_RUN_ARGS = ("method", "lora", "idk", "prompt_format", "probe_data", "retain_probe_data")
 
 
 def run_name(config: dict) -> str:
@@ -40,9 +43,20 @@ def grid(**axes) -> list[dict]:
 def sweep(model, tokenizer, forget, retain, configs: list[dict], out: str | Path, *, eval_data=None,
           metrics=("probability", "rouge", "truth_ratio"), reference=None, progress: bool = True) -> pd.DataFrame:
     """Run :func:`unlearnkit.unlearn` for each config (dicts of its keyword arguments), evaluate, and
-    store each run atomically under ``out``. Finished runs are skipped. Returns all summaries."""
+    store each run atomically under ``out``. Finished runs are skipped. Returns all summaries.
 
-
+    Every config (method name, hyperparameters) and the metric names are validated before the first
+    run. Each summary row carries its run's manifest: ``seed``, ``model_digest`` (the unlearned
+    weights), ``base_model_digest``, ``tokenizer_digest``, ``data_digest`` and the whole manifest as
+    JSON (``manifest``)."""
+    for i, cfg in enumerate(configs):
+        if not isinstance(cfg, dict):
+            raise TypeError(f"sweep: config {i} must be a dict of unlearn keyword arguments, got {type(cfg).__name__}")
+        try:
+            check_params(cfg.get("method", "ga"), **{k: v for k, v in cfg.items() if k not in _RUN_ARGS})
+        except ValueError as e:
+            raise type(e)(f"sweep config {i} ({cfg}): {e}") from None
+    resolve_metrics(list(metrics))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     for tmp in out.glob(".*.*"):  # leftovers of a run killed mid-write
@@ -60,11 +74,16 @@ def sweep(model, tokenizer, forget, retain, configs: list[dict], out: str | Path
         summ = summarize(table)
         for k, v in cfg.items():
             summ[k] = v if not isinstance(v, (list, dict)) else json.dumps(v)
+        man = {**res.manifest, "evaluate": table.attrs.get("manifest", {})}
+        summ = summ.assign(run_seed=res.hparams["seed"], model_digest=man.get("model_digest"),
+                           base_model_digest=man.get("base_model_digest"), tokenizer_digest=man.get("tokenizer_digest"),
+                           data_digest=json.dumps(man.get("data_digest"), sort_keys=True),
+                           manifest=json.dumps(man, sort_keys=True, default=str))
         with atomic_dir(out / name) as tmp:
             summ.to_csv(tmp / "summary.csv", index=False)
             res.probes.to_csv(tmp / "probes.csv", index=False)
             res.log.to_csv(tmp / "log.csv", index=False)
-            atomic_write_json(tmp / "run.json", {"config": cfg, "stopped": res.stopped, "manifest": manifest(**res.manifest)})
+            atomic_write_json(tmp / "run.json", {"config": cfg, "stopped": res.stopped, "manifest": man})
         done += 1
         _write_results(out)
     return _write_results(out)

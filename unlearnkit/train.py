@@ -26,11 +26,12 @@ from tqdm.auto import tqdm
 
 from .data import DEFAULT_FORMAT, PromptFormat, encode_pairs, select
 from .idk import load_idk
-from .io import atomic_dir, atomic_write_json, manifest
-from .models.loading import wrap_lora
+from .io import atomic_dir, atomic_write_json, run_manifest
+from .models.loading import is_lora, save_model, wrap_lora
 from .objectives import AdapterReference, CachedReference, ObjectiveContext, get_objective
 from .probes import ProbeRecorder
 from .registry import Param, resolve_params
+from .validate import check_destination, check_qa, check_vocab, context_length, unknown_names, warn_long
 
 #: hyperparameters of the loop itself (the objective's come from its registry entry)
 LOOP_PARAMS = {
@@ -60,7 +61,10 @@ LOOP_PARAMS = {
                              choices=("no", "bf16", "fp16")),
     "gradient_checkpointing": Param(False, "recompute activations in the backward pass (less memory, ~30% "
                                     "more compute; for big models on GPUs)"),
-    "seed": Param(0, "seed for data order, sampling and initialisation"),
+    "seed": Param(0, "seed for data order, sampling and initialisation (an integer)", low=0),
+    "guard_weights": Param(True, "keep a copy of the trainable weights before each update, so an update that makes "
+                           "them NaN/inf is undone (False saves that copy; the loss and the gradient norm are "
+                           "checked either way)"),
 }
 
 class DivergedError(RuntimeError):
@@ -115,16 +119,23 @@ class UnlearnResult:
                          "end": g.value.iloc[-1]})
         return pd.DataFrame(rows).set_index("quantity")
 
-    def save(self, path: str | Path, overwrite: bool = False) -> Path:
-        """Write model, tokenizer, probes.csv, log.csv and run.json to a new folder, atomically."""
+    def save(self, path: str | Path, overwrite: bool = False, merge_lora: bool = False) -> Path:
+        """Write model, tokenizer, probes.csv, log.csv and run.json to a new folder, atomically.
+
+        A LoRA result is saved as its adapter with the base model's path recorded (``run.json``
+        ``manifest.base_model``; ``load_model(path)`` loads base + adapter), or with
+        ``merge_lora=True`` as a full model with the adapter merged in (reloads with no base).
+        """
+        check_destination(path, overwrite, what="path")
         with atomic_dir(path, overwrite=overwrite) as tmp:
-            self.model.save_pretrained(tmp)
+            save_model(self.model, tmp, merge_lora=merge_lora)
             self.tokenizer.save_pretrained(tmp)
             self.probes.to_csv(tmp / "probes.csv", index=False)
             self.token_probes.to_csv(tmp / "token_probes.csv", index=False)
             self.log.to_csv(tmp / "log.csv", index=False)
             atomic_write_json(tmp / "run.json", {"method": self.method, "hparams": self.hparams,
                                                  "stopped": self.stopped, "kept_step": self.kept_step,
+                                                 "lora": is_lora(self.model) and not merge_lora,
                                                  "manifest": self.manifest})
         return Path(path)
 
@@ -139,20 +150,9 @@ class UnlearnResult:
 
 # -- data -----------------------------------------------------------------------------------------
 
-def _check_data(name, data, required=("question", "answer")):
-    if data is None:
-        return
-    cols = set(getattr(data, "column_names", []) or [])
-    missing = [c for c in required if c not in cols]
-    if missing:
-        raise ValueError(f"{name} data lacks field(s) {missing}; it has {sorted(cols)}")
-    if len(data) == 0:
-        raise ValueError(f"{name} data is empty")
-
-
-def _encode_split(tokenizer, data, answers=None, fmt=DEFAULT_FORMAT):
+def _encode_split(tokenizer, data, answers=None, fmt=DEFAULT_FORMAT, max_length=None):
     answers = list(data["answer"]) if answers is None else answers
-    enc = encode_pairs(tokenizer, data["question"], answers, fmt=fmt)
+    enc = encode_pairs(tokenizer, data["question"], answers, fmt=fmt, max_length=max_length)
     enc["index"] = torch.arange(len(answers))
     return enc
 
@@ -163,42 +163,63 @@ def _idk_answers(n: int, bank: list[str], seed: int) -> list[str]:
 
 
 def encode_parts(tokenizer, forget, retain, parts, *, idk=None, seed: int = 0, preferred_field: str = "perturbed_answer",
-                 fmt: PromptFormat = DEFAULT_FORMAT) -> dict[str, dict[str, torch.Tensor]]:
+                 fmt: PromptFormat = DEFAULT_FORMAT, max_length: int | None = None) -> dict[str, dict[str, torch.Tensor]]:
     """Encode, once, every batch part an objective asks for (see ``objectives.base.PARTS``).
 
     ``forget_idk`` / ``retain_idk`` pair each question with a refusal drawn (seeded) from the bank
     ``idk``; ``forget_alt`` with the first entry of ``forget[preferred_field]``. Each part holds
-    ``input_ids``/``attention_mask``/``labels`` ``(N, L)`` and ``index`` ``(N,)``.
+    ``input_ids``/``attention_mask``/``labels`` ``(N, L)`` and ``index`` ``(N,)``; ``max_length``
+    truncates rows longer than that many tokens (the answer's end).
     """
-    data = {"forget": _encode_split(tokenizer, forget, fmt=fmt)}
+    data = {"forget": _encode_split(tokenizer, forget, fmt=fmt, max_length=max_length)}
     if "retain" in parts or "retain_idk" in parts:
-        data["retain"] = _encode_split(tokenizer, retain, fmt=fmt)
+        data["retain"] = _encode_split(tokenizer, retain, fmt=fmt, max_length=max_length)
     if "forget_idk" in parts or "retain_idk" in parts:
         bank = load_idk(idk)
         if "forget_idk" in parts:
-            data["forget_idk"] = _encode_split(tokenizer, forget, _idk_answers(len(forget), bank, seed), fmt)
+            data["forget_idk"] = _encode_split(tokenizer, forget, _idk_answers(len(forget), bank, seed), fmt, max_length)
         if "retain_idk" in parts:
-            data["retain_idk"] = _encode_split(tokenizer, retain, _idk_answers(len(retain), bank, seed + 1), fmt)
+            data["retain_idk"] = _encode_split(tokenizer, retain, _idk_answers(len(retain), bank, seed + 1), fmt,
+                                               max_length)
     if "forget_alt" in parts:  # a preferred alternative answer per forget row (plain DPO)
-        _check_data("forget", forget, ("question", preferred_field))
+        check_qa("forget", forget, ("question", preferred_field))
         alts = [a[0] if isinstance(a, list) else a for a in forget[preferred_field]]
-        data["forget_alt"] = _encode_split(tokenizer, forget, alts, fmt)
+        data["forget_alt"] = _encode_split(tokenizer, forget, alts, fmt, max_length)
     return data
 
 
-def _resolve(method: str, hparams: dict, forget, retain):
-    """Validate everything before any work: the objective, both parameter sets, the data."""
+def check_params(method: str = "ga", **hparams) -> dict:
+    """Validate a method name and loop + objective hyperparameters without any data or model; returns
+    them resolved (defaults filled, ``"30"`` -> 30). For notebook parameter cells and sweeps: a
+    misspelt name gets a did-you-mean over both namespaces, a bad value its valid range."""
     obj = get_objective(method)
+    unknown_names("unlearn", hparams, {"loop": list(LOOP_PARAMS), f"objective {obj.name!r}": list(obj.params)})
     loop_hp = resolve_params("unlearn", LOOP_PARAMS, {k: v for k, v in hparams.items() if k in LOOP_PARAMS})
-    obj_hp = obj.resolve(**{k: v for k, v in hparams.items() if k not in LOOP_PARAMS})
+    return {"method": obj.name, **loop_hp, **obj.resolve(**{k: v for k, v in hparams.items() if k not in LOOP_PARAMS})}
+
+
+def _resolve(model, tokenizer, method: str, hparams: dict, splits: dict, fmt):
+    """Validate everything before any work: the objective, both parameter sets (one namespace for
+    the did-you-mean), the data (converted to Datasets; fields, ids), the vocabulary, the batch
+    sizes and the rows' lengths against the model's context (too long: truncated, with a warning)."""
+    obj = get_objective(method)
+    hp = check_params(method, **hparams)
+    loop_hp, obj_hp = {k: hp[k] for k in LOOP_PARAMS}, {k: hp[k] for k in obj.params}
     req = obj.requirements(obj_hp)
-    _check_data("forget", forget)
-    if "retain" in req.parts or "retain_idk" in req.parts:
-        if retain is None:
-            raise ValueError(f"objective {method!r} needs retain data (alpha={obj_hp.get('alpha')}); pass retain=... "
-                             "or set alpha=0 where the objective allows it")
-        _check_data("retain", retain)
-    return obj, loop_hp, obj_hp, req
+    if ("retain" in req.parts or "retain_idk" in req.parts) and splits["retain"] is None:
+        raise ValueError(f"objective {method!r} needs retain data (alpha={obj_hp.get('alpha')}); pass retain=... "
+                         "or set alpha=0 where the objective allows it")
+    for name in ("forget", "retain", "probe", "retain_probe"):
+        splits[name] = check_qa(name, splits[name])
+    check_vocab(model, tokenizer)
+    if splits["retain"] is not None and loop_hp["retain_batch_size"] > len(splits["retain"]):
+        warnings.warn(f"retain_batch_size={loop_hp['retain_batch_size']} > the {len(splits['retain'])} retain rows: "
+                      f"clamped to {len(splits['retain'])}", UserWarning, stacklevel=3)
+        loop_hp["retain_batch_size"] = len(splits["retain"])
+    limit = context_length(model)
+    for name in ("forget", "retain"):
+        warn_long(name, splits[name], tokenizer, limit, fmt, "their answers are truncated to fit (training)")
+    return obj, loop_hp, obj_hp, req, limit
 
 
 def _probe_sets(forget, retain, probe_data, retain_probe_data, loop_hp):
@@ -213,8 +234,8 @@ def _probe_sets(forget, retain, probe_data, retain_probe_data, loop_hp):
 # -- the loop -------------------------------------------------------------------------------------
 
 def unlearn(model, tokenizer, forget, retain=None, method: str = "ga", *, lora=None, idk=None,
-            probe_data=None, retain_probe_data=None, progress: bool = True, output_dir=None, inplace: bool = False,
-            prompt_format=None, **hparams) -> UnlearnResult:
+            probe_data=None, retain_probe_data=None, progress: bool = True, output_dir=None, overwrite: bool = False,
+            inplace: bool = False, prompt_format=None, **hparams) -> UnlearnResult:
     """Unlearn ``forget`` from a copy of ``model`` with the objective ``method``.
 
     Parameters: ``forget``/``retain``: ``datasets.Dataset`` with ``question`` and ``answer``
@@ -226,7 +247,13 @@ def unlearn(model, tokenizer, forget, retain=None, method: str = "ga", *, lora=N
     ``prompt_format``: ``"plain"`` (default), ``"chat"`` (the tokenizer's chat template, for instruct
     models), a dict of :class:`~unlearnkit.data.PromptFormat` fields or a PromptFormat: training
     batches, the reference, the probes and sampling all use it; the manifest records it.
-    ``output_dir``: if given, the result is saved there (a new folder, written atomically).
+    ``output_dir``: if given, the result is saved there (a new folder, written atomically); it is
+    checked before any work (exists without ``overwrite=True``, or not writable: an error, and no
+    training time spent). Everything else is validated before any work too (:func:`check_params`,
+    data fields and ids, the vocabulary); rows longer than the model's context are truncated with a
+    warning that counts them. A loss or gradient norm that turns NaN/inf (checked whatever
+    ``max_grad_norm``), or an update that makes the weights non-finite (``guard_weights``), stops
+    the run with the weights of the last finite step; ``res.stopped`` says at which step.
     ``inplace``: train ``model`` itself instead of a deep copy, saving one copy of the weights for
     big models; the object you passed is then changed (its weights, or under LoRA its modules, which
     get the adapter); files on disk never are. Default False: ``model`` is left untouched.
@@ -235,15 +262,19 @@ def unlearn(model, tokenizer, forget, retain=None, method: str = "ga", *, lora=N
     that writes results; a ``first_forgotten`` stop reaches every process through accelerate's
     trigger.
     """
-    obj, hp, obj_hp, req = _resolve(method, hparams, forget, retain)
+    check_destination(output_dir, overwrite)
     fmt = PromptFormat.of(prompt_format)
-    pf, pr = _probe_sets(forget, retain, probe_data, retain_probe_data, hp)
+    splits = {"forget": forget, "retain": retain, "probe": probe_data, "retain_probe": retain_probe_data}
+    obj, hp, obj_hp, req, limit = _resolve(model, tokenizer, method, hparams, splits, fmt)
+    forget, retain = splits["forget"], splits["retain"]
+    pf, pr = _probe_sets(forget, retain, splits["probe"], splits["retain_probe"], hp)
     seed, steps = hp["seed"], hp["steps"]
     set_seed(seed)
     accelerator = _accelerator(hp, req)
     recorder = ProbeRecorder(tokenizer, pf, pr, every=hp["probe_every"], max_new_tokens=hp["max_new_tokens"],
                              token_probes=hp["token_probes"], keep=hp["keep"], forget_threshold=hp["forget_threshold"],
                              active=accelerator.is_main_process, fmt=fmt)
+    inputs = run_manifest(model, tokenizer, {"forget": forget, "retain": retain}, prefix="base_")
 
     # setup: a copy of the model (unless inplace), the data encoded once, the reference without a copy
     work = model if inplace else copy.deepcopy(model)
@@ -253,7 +284,7 @@ def unlearn(model, tokenizer, forget, retain=None, method: str = "ga", *, lora=N
     if hp["gradient_checkpointing"]:
         work.gradient_checkpointing_enable()
     data = encode_parts(tokenizer, forget, retain, req.parts, idk=idk, seed=seed,
-                        preferred_field=obj_hp.get("preferred_field", "perturbed_answer"), fmt=fmt)
+                        preferred_field=obj_hp.get("preferred_field", "perturbed_answer"), fmt=fmt, max_length=limit)
     ref = None
     if req.ref:
         ref = AdapterReference(work) if lora else CachedReference.build(
@@ -273,7 +304,7 @@ def unlearn(model, tokenizer, forget, retain=None, method: str = "ga", *, lora=N
     logs, stopped, diverged, step = [], None, False, 0
     bar = tqdm(total=steps, desc=f"unlearn[{obj.name}]", disable=not progress or not accelerator.is_main_process,
                leave=False)
-    batches = _cycle(loader)
+    batches, guard = _cycle(loader), _Guard(params, hp)
     while step < steps:
         if hp["keep"] == "first_forgotten" and accelerator.check_trigger():
             stopped = (f"forgotten at step {step}: mean forget target mass {recorder.kept_score:.4f} <= "
@@ -285,23 +316,12 @@ def unlearn(model, tokenizer, forget, retain=None, method: str = "ga", *, lora=N
         batch = {name: {k: v.to(accelerator.device) for k, v in select(data[name], idx if name.startswith("forget")
                                                                         else r_idx).items()} for name in req.parts}
         ctx.step = step
-        loss, parts = obj(work, batch, ctx)
-        if not torch.isfinite(loss):
-            stopped, diverged = f"loss became {loss.item()} at step {step}; the model keeps the weights of step {step}", True
+        row, stopped = guard.update(accelerator, work, obj, batch, ctx, opt, sched, step)
+        if row is None:
+            diverged = True
             break
-        accelerator.backward(loss)
-        gn = math.nan
-        if hp["max_grad_norm"] > 0:
-            gn = float(accelerator.clip_grad_norm_(params, hp["max_grad_norm"]))
-            if not math.isfinite(gn):
-                opt.zero_grad(set_to_none=True)
-                stopped, diverged = f"gradient norm became {gn} at step {step}; update skipped", True
-                break
-        opt.step()
-        sched.step()
-        opt.zero_grad(set_to_none=True)
         step += 1
-        logs.append({"step": step, "loss": float(loss.detach()), "grad_norm": gn, "lr": sched.get_last_lr()[0], **parts})
+        logs.append(row)
         bar.update(1)
         bar.set_postfix(loss=f"{logs[-1]['loss']:.3f}", refresh=False)
         if (recorder.due(step, steps) or ctx.state.get("stop")) and recorder.record(bare, step):
@@ -328,13 +348,57 @@ def unlearn(model, tokenizer, forget, retain=None, method: str = "ga", *, lora=N
     result = UnlearnResult(
         model=bare, tokenizer=tokenizer, method=obj.name, hparams={**hp, **obj_hp}, probes=recorder.probes,
         log=pd.DataFrame(logs), stopped=stopped, kept_step=kept_step, token_probes=recorder.tokens, state=ctx.state,
-        manifest=manifest(seed=seed, method=obj.name, lora=bool(lora), n_forget=len(forget),
-                          n_retain=len(retain) if retain is not None else 0,
-                          base_model=getattr(model, "name_or_path", None), prompt_format=fmt.describe()))
+        manifest={**run_manifest(bare, tokenizer, None, seed=seed, method=obj.name, lora=bool(lora),
+                                 n_forget=len(forget), n_retain=len(retain) if retain is not None else 0,
+                                 base_model=_base_path(model), prompt_format=fmt.describe(), grad_accumulation=1,
+                                 **{k: hp[k] for k in ("batch_size", "retain_batch_size", "mixed_precision")}),
+                  **inputs})
     if output_dir is not None and accelerator.is_main_process:  # one writer
-        result.save(output_dir)
+        result.save(output_dir, overwrite=overwrite)
     accelerator.wait_for_everyone()
     return result
+
+
+class _Guard:
+    """One optimizer update with finiteness checks whatever the clipping: the loss, the gradient
+    norm (computed even when ``max_grad_norm=0``) and, with ``guard_weights``, the weights after the
+    update (undone from a copy taken before it). On a failure the update is not applied and
+    :meth:`update` returns ``(None, why)``; the model then holds the weights of the last finite step."""
+
+    def __init__(self, params, hp):
+        self.params, self.hp = params, hp
+        self.copy = [torch.empty_like(p, device=p.device) for p in params] if hp["guard_weights"] else None
+
+    def update(self, accelerator, work, obj, batch, ctx, opt, sched, step):
+        loss, parts = obj(work, batch, ctx)
+        keep = f"the model keeps the weights after step {step} (the last finite step)"
+        if not torch.isfinite(loss):
+            return None, f"loss became {loss.item()} at step {step + 1}; {keep}"
+        accelerator.backward(loss)
+        clip = self.hp["max_grad_norm"]
+        gn = float(accelerator.clip_grad_norm_(self.params, clip if clip > 0 else math.inf))
+        if not math.isfinite(gn):
+            opt.zero_grad(set_to_none=True)
+            return None, f"gradient norm became {gn} at step {step + 1}; update skipped, {keep}"
+        if self.copy is not None:
+            with torch.no_grad():
+                for c, p in zip(self.copy, self.params):
+                    c.copy_(p)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        if self.copy is not None and not all(bool(torch.isfinite(p).all()) for p in self.params):
+            with torch.no_grad():
+                for c, p in zip(self.copy, self.params):
+                    p.copy_(c)
+            return None, f"the update of step {step + 1} made weights NaN/inf; it was undone, {keep}"
+        sched.step()
+        return {"step": step + 1, "loss": float(loss.detach()), "grad_norm": gn, "lr": sched.get_last_lr()[0],
+                **parts}, None
+
+
+def _base_path(model):
+    """The folder or hub name ``model`` was loaded from (for a LoRA result's reload), else its name."""
+    return getattr(getattr(model, "config", None), "_name_or_path", None) or getattr(model, "name_or_path", None)
 
 
 def _accelerator(hp: dict, req) -> Accelerator:

@@ -27,8 +27,10 @@ from datasets import Dataset
 from tqdm.auto import tqdm
 
 from ..data import DEFAULT_FORMAT, PromptFormat
+from ..io import model_digest, run_manifest
 from ..registry import Param, Registry, UnknownNameError, resolve_params
 from ..scoring import generate, score_answers, score_pairs
+from ..validate import as_dataset, check_ids, check_vocab, context_length, warn_long
 from ..world.loaders import DataError, check_dataset
 
 METRICS: Registry[Metric] = Registry("metric")
@@ -332,11 +334,19 @@ def _as_splits(data) -> dict:
 
     if hasattr(data, "split") and hasattr(data, "table") and hasattr(data, "config"):  # a World
         return {s: data.split(s) for s in ("forget", "retain", "world_facts")}
-    if isinstance(data, Dataset):
-        return {"data": data}
+    if isinstance(data, (Dataset, pd.DataFrame)):
+        data = {"data": data}
     if isinstance(data, dict):
-        return dict(data)
-    raise TypeError(f"data must be a World, a datasets.Dataset or a dict of them, got {type(data).__name__}")
+        out = {}
+        for name, d in data.items():
+            d = as_dataset(f"split {name!r}", d)
+            if "id" not in d.column_names:  # metrics key rows by id: positions, as row_ids would
+                d = d.add_column("id", list(range(len(d))))
+            check_ids(f"split {name!r}", d)
+            out[name] = d
+        return out
+    raise TypeError(f"data must be a World, a datasets.Dataset, a pandas DataFrame or a dict of them, got "
+                    f"{type(data).__name__}")
 
 
 def _holdout_of(data, splits, given, roles):
@@ -400,6 +410,12 @@ def evaluate(model, tokenizer, data, metrics=None, *, reference=None, original=N
                       holdout=_holdout_of(data, splits, holdout, role_of), splits=splits, fmt=fmt, roles=role_of)
     for name, d in {**splits, **({"holdout": ctx.holdout} if ctx.holdout is not None else {})}.items():
         check_dataset(d, f"split {name!r}")
+    check_vocab(model, tokenizer)
+    for name, d in splits.items():
+        if "answer" in d.column_names:
+            warn_long(f"split {name!r}", d, tokenizer, context_length(model), fmt,
+                      "they are scored as they are (positions past the context are extrapolated: treat their "
+                      "values with caution)")
     todo = []
     for mname, named in picked:
         m = METRICS.get(mname)
@@ -456,6 +472,10 @@ def evaluate(model, tokenizer, data, metrics=None, *, reference=None, original=N
     out = out[front + [c for c in out.columns if c not in front]]
     out["role"] = [ctx.role(s) if s in splits else (infer_role(s) or "") for s in out["split"]]
     out.attrs["prompt_format"] = fmt.describe()
+    out.attrs["manifest"] = run_manifest(model, tokenizer, splits, prompt_format=fmt.describe(), options={k: ctx.opt(k) for k in OPTIONS},
+                                         metrics=[m for m, _ in picked], roles=role_of,
+                                         reference_digest=model_digest(reference[0] if isinstance(reference, tuple) else
+                                                                       reference) if reference is not None else None)
     return out
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from datasets import Dataset, load_dataset
 
@@ -25,17 +26,37 @@ def _read_rows(path: Path) -> list[dict]:
     suffix = path.suffix.lower()
     if suffix == ".parquet":
 
-        return pd.read_parquet(path).to_dict("records")
-    text = path.read_text(encoding="utf-8")
+        try:
+            return pd.read_parquet(path).to_dict("records")
+        except Exception as e:
+            raise DataError(f"{path}: not a readable parquet file ({type(e).__name__}: {e})") from None
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text (invalid byte at position {e.start}); re-save it as UTF-8") from None
     stripped = text.lstrip()
-    if suffix == ".json" and stripped.startswith("["):
+    if suffix == ".json" and stripped.startswith(("[", "{")):
         try:
             data = json.loads(text)
         except json.JSONDecodeError as e:
+            if stripped.startswith("{"):  # maybe JSON lines in a .json file
+                return _json_lines(path, text)
             raise DataError(f"{path}: not valid JSON ({e})") from None
+        if isinstance(data, dict):  # {"data": [...]} (HF datasets' JSON layout) or one list under one key
+            lists = {k: v for k, v in data.items() if isinstance(v, list)}
+            if "data" not in lists and "question" in data:  # one row
+                return [data]
+            key = "data" if "data" in lists else next(iter(lists)) if len(lists) == 1 else None
+            if key is None:
+                raise DataError(f"{path}: a JSON object without a 'data' list of rows (keys: {', '.join(data)})")
+            data = data[key]
         if not all(isinstance(r, dict) for r in data):
             raise DataError(f"{path}: expected a list of objects")
         return data
+    return _json_lines(path, text)
+
+
+def _json_lines(path: Path, text: str) -> list[dict]:
     rows = []
     for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
@@ -55,6 +76,9 @@ def validate_rows(rows: list[dict], source: str, required: tuple[str, ...] = REQ
     if not rows:
         raise DataError(f"{source}: no rows")
     for i, r in enumerate(rows):
+        for k, v in r.items():  # parquet (pandas) returns list columns as numpy arrays
+            if isinstance(v, np.ndarray):
+                r[k] = v.tolist()
         for f in required:
             if f not in r:
                 raise DataError(f"{source}, row {i}: missing field {f!r} (fields present: {', '.join(sorted(r))})")
@@ -140,6 +164,11 @@ def load_tofu(path_or_name: str | Path, split: str | None = None, *, task_id: st
 def qa_dataset(questions: list[str], answers: list[str], **columns):
     """A generic QA ``Dataset`` from Python lists (validated like files)."""
 
+    questions, answers = list(questions), list(answers)
+    for name, col in {"answers": answers, **columns}.items():
+        if len(col) != len(questions):
+            raise DataError(f"qa_dataset: {len(questions)} questions but {len(col)} {name}; every column needs one "
+                            "value per question")
     rows = [{"question": q, "answer": a, **{k: v[i] for k, v in columns.items()}} for i, (q, a) in enumerate(zip(questions, answers))]
     validate_rows(rows, "qa_dataset")
     for i, r in enumerate(rows):
