@@ -41,6 +41,7 @@ from ..data import DEFAULT_FORMAT
 from ..io import model_digest
 from ..models.layers import check_layer, decoder_layers, unwrap
 from ..registry import Param, resolve_params
+from ..scoring import generate, generate_from_ids, score_pairs
 
 #: module names (inside a decoder layer) of the MLP output projection, tried in order
 PROJECTION_NAMES = ("mlp.down_proj", "mlp.c_proj", "mlp.dense_4h_to_h", "mlp.fc2", "mlp.fc_out")
@@ -444,7 +445,6 @@ class EditState:
     def cache_original(self, model, tokenizer, questions, answers, *, max_new_tokens: int = 32):
         """Record the original model's greedy answers and answer log-probs on a locality set.
         Call before the first round; a second call keeps the first record (the original model)."""
-        from ..scoring import generate, score_pairs
 
         if self.original is not None:
             return self.original
@@ -460,7 +460,6 @@ class EditState:
     def locality(self, model, tokenizer, *, max_new_tokens: int = 32) -> pd.DataFrame:
         """Per locality question: original vs current greedy answer (``same_greedy``) and the change in
         answer log-prob (nats), measured against the cached *original* model."""
-        from ..scoring import generate, score_pairs
 
         if self.original is None:
             raise RuntimeError("no original outputs cached: call state.cache_original(...) before editing")
@@ -479,7 +478,6 @@ def _context_prefixes(model, tokenizer, n: int, length: int, seed: int) -> list[
     a space; the bare prompt ("") comes first."""
     if n == 0:
         return [""]
-    from ..scoring import generate_from_ids
 
     bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else [tokenizer.eos_token_id]
     outs = generate_from_ids(model, tokenizer, [bos] * n, max_new_tokens=length, do_sample=True, seed=seed)

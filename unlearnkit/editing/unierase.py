@@ -54,9 +54,12 @@ from ..idk import load_idk
 from ..io import manifest as run_manifest
 from ..io import model_digest
 from ..models.layers import check_layer, decoder_layers, unwrap
+from ..models.tiny import cache_root
 from ..probes import probe
 from ..registry import Param, resolve_params
+from ..scoring import generate
 from ..train import UnlearnResult
+from ..validate import check_qa
 from .alphaedit import (
     EDIT_PARAMS,
     EditState,
@@ -193,7 +196,6 @@ def refusal_check(model, tokenizer, questions, token_id: int, *, idk=None, max_n
     :func:`unlearnkit.metrics.is_refusal`, which also counts refusal patterns such as "no idea"); the
     default is stricter: the answer is, or contains, an exact bank sentence.
     """
-    from ..scoring import generate
 
     bank = {_norm(s) for s in load_idk(idk)}
     texts, ids = generate(model, tokenizer, list(questions), max_new_tokens=max_new_tokens, fmt=fmt, return_ids=True)
@@ -272,11 +274,9 @@ def unierase(model, tokenizer, forget, retain=None, *, preserved=None, inplace: 
     """
     t0 = time.perf_counter()
     hp, unl_hp, edit_hp = _split_params(params)
-    from ..train import _check_data
-
-    _check_data("forget", forget)
+    forget = check_qa("forget", forget)
     if retain is not None:
-        _check_data("retain", retain)
+        retain = check_qa("retain", retain)
     n_layers = len(decoder_layers(model))
     layers = auto_layers(n_layers) if hp["layers"] is None else [check_layer(model, li) for li in hp["layers"]]
     layers = sorted(set(layers))
@@ -294,7 +294,6 @@ def unierase(model, tokenizer, forget, retain=None, *, preserved=None, inplace: 
     if not corpus:
         raise ValueError("unierase needs a preserved corpus: pass retain=... and/or preserved=[datasets]")
     if cache_dir is None:
-        from ..models.tiny import cache_root
 
         cache_dir = cache_root() / "alphaedit"
 

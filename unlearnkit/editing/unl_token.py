@@ -36,8 +36,9 @@ import torch
 
 from ..data import DEFAULT_FORMAT
 from ..idk import load_idk
-from ..models.layers import unwrap
+from ..models.layers import check_layer, unwrap
 from ..registry import Param, resolve_params
+from .alphaedit import find_projection, projection_weight
 
 UNL_PARAMS = {
     "epochs": Param(150, "stage-1 epochs over the questions", low=1),
@@ -110,7 +111,6 @@ def unl_texts(tokenizer, questions, tid: int, idk_bank, fmt=DEFAULT_FORMAT, seco
 
 
 def _down_proj_weight(model, layer):
-    from .alphaedit import find_projection, projection_weight
 
     return projection_weight(find_projection(model, layer)[1])
 
@@ -129,7 +129,6 @@ def train_unlearning_token(model, tokenizer, questions, *, paraphrased_questions
     questions = list(questions)
     if not questions:
         raise ValueError("train_unlearning_token: no questions")
-    from ..models.layers import check_layer
 
     noise_layers = [check_layer(model, li) for li in hp["noise_layers"]]
     for li in noise_layers:

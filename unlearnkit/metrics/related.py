@@ -15,7 +15,11 @@ from __future__ import annotations
 
 import pandas as pd
 
+from ..data import row_ids
+from ..idk import load_idk
 from .base import metric
+from .closer_look import classify_answer, wrong_values
+from .collapse import collapse_flags
 
 
 @metric("related_recall", suites=("related",), fields=("question", "answer", "value", "carrier"),
@@ -31,9 +35,6 @@ def related_recall(ctx, split, data):
     ``carrier`` (id of the related fact that carries the answer) and, when present, ``person``,
     ``attribute`` and ``twin``.
     """
-    from ..idk import load_idk
-    from .closer_look import _row_ids, classify_answer, wrong_values
-    from .collapse import collapse_flags
 
     bank = load_idk(ctx.opt("idk"))
     gens = ctx.generations(split, data)
@@ -42,7 +43,7 @@ def related_recall(ctx, split, data):
     for g, a, v, p, bad in zip(gens, data["answer"], data["value"], pert, collapse_flags(ctx, split, data)):
         labels.append("collapsed" if bad else classify_answer(g, str(v), wrong_values(a, str(v), p), bank))
     prob = ctx.scores(split, data)["prob"]
-    out = pd.DataFrame({"id": _row_ids(data), "value": [1.0 if lab == "true" else 0.0 for lab in labels],
+    out = pd.DataFrame({"id": row_ids(data), "value": [1.0 if lab == "true" else 0.0 for lab in labels],
                         "label": labels, "prob": [float(x) for x in prob], "generation": gens,
                         "carrier": list(data["carrier"])})
     for col in ("person", "attribute", "twin"):
