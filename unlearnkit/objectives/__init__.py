@@ -2,7 +2,7 @@
 
 ``list_objectives()`` gives every name; ``get_objective(name)`` the entry with its documented
 hyperparameters; :func:`reference_table` / :func:`render_markdown` the reference page
-(``docs/objectives.md``, rewritten by ``python -m unlearnkit.objectives``). Importing this package
+(``docs/objectives.md``, rewritten by ``python -m unlearnkit.docs``). Importing this package
 registers everything.
 
 Families: ``gradient`` (ga, graddiff, kl), ``preference`` (npo, simnpo, dpo, idk_dpo), ``refusal``
