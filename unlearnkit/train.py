@@ -193,7 +193,8 @@ def check_params(method: str = "ga", **hparams) -> dict:
     them resolved (defaults filled, ``"30"`` -> 30). For notebook parameter cells and sweeps: a
     misspelt name gets a did-you-mean over both namespaces, a bad value its valid range."""
     obj = get_objective(method)
-    unknown_names("unlearn", hparams, {"loop": list(LOOP_PARAMS), f"objective {obj.name!r}": list(obj.params)})
+    unknown_names(f"unlearn with objective {obj.name!r}", hparams,
+                  {f"objective {obj.name!r}": list(obj.params), "loop": list(LOOP_PARAMS)})
     loop_hp = resolve_params("unlearn", LOOP_PARAMS, {k: v for k, v in hparams.items() if k in LOOP_PARAMS})
     return {"method": obj.name, **loop_hp, **obj.resolve(**{k: v for k, v in hparams.items() if k not in LOOP_PARAMS})}
 

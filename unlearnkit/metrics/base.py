@@ -474,9 +474,16 @@ def evaluate(model, tokenizer, data, metrics=None, *, reference=None, original=N
     out.attrs["prompt_format"] = fmt.describe()
     out.attrs["manifest"] = run_manifest(model, tokenizer, splits, prompt_format=fmt.describe(), options={k: ctx.opt(k) for k in OPTIONS},
                                          metrics=[m for m, _ in picked], roles=role_of,
-                                         reference_digest=model_digest(reference[0] if isinstance(reference, tuple) else
-                                                                       reference) if reference is not None else None)
+                                         reference_digest=_reference_digest(reference))
     return out
+
+
+def _reference_digest(reference):
+    """The manifest's note of the reference: a model's digest, or what kind of precomputed values it is."""
+    model = reference[0] if isinstance(reference, tuple) else reference
+    if model is None:
+        return None
+    return model_digest(model) if hasattr(model, "state_dict") else f"precomputed {type(model).__name__}"
 
 
 def summarize(df: pd.DataFrame) -> pd.DataFrame:

@@ -64,7 +64,7 @@ def token_entropy_value(tokens) -> float:
         return 0.0
     f = np.array(list(Counter(tokens).values()), dtype=float) / n
     h = float(-(f * np.log2(f)).sum())
-    return h / math.log2(n)
+    return min(1.0, h / math.log2(n))  # (H <= log2 n; the division can round to 1 + 2e-16)
 
 
 # the collapse rule (the `collapse` metric in collapse.py; fact_recall labels collapsed answers too)

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import torch
 
+from .. import scoring  # (scoring.generate looked up at call time: tests replace it)
 from ..data import encode_pairs, encode_prompts, row_ids
 from ..models.layers import eval_mode
-from ..scoring import generate
 from .base import (
     RETAIN_PARAMS,
     Param,
@@ -159,7 +159,7 @@ def _refresh(model, batch, ctx):
     max_pos = getattr(getattr(gm, "config", None), "max_position_embeddings", None)
     if isinstance(max_pos, int):
         max_new = max(1, min(max_new, max_pos - encode_prompts(tok, qs, fmt=ctx.fmt)["input_ids"].shape[1]))
-    texts = generate(gm, tok, qs, max_new_tokens=max_new, do_sample=True, fmt=ctx.fmt,
+    texts = scoring.generate(gm, tok, qs, max_new_tokens=max_new, do_sample=True, fmt=ctx.fmt,
                      temperature=hp["temperature"], num_return_sequences=n,
                      seed=hp["sample_seed"] * 1_000_003 + ctx.step)
     live_ref = ctx.ref is not None and getattr(ctx.ref, "live", False)

@@ -53,10 +53,12 @@ def _freeze(model, ctx):
     layer = check_layer(model, _layer(hp))
     layers = decoder_layers(model)
     bare = unwrap(model)
-    after = [*layers[layer + 1:], bare.get_output_embeddings()]
+    head = getattr(bare, "get_output_embeddings", lambda: None)()
+    after = [*layers[layer + 1:], head]
     after += [m for owner in (getattr(bare, "model", None), getattr(bare, "transformer", None))
               for m in (getattr(owner, n, None) for n in ("norm", "ln_f")) if isinstance(m, torch.nn.Module)]
-    used = {id(p) for m in [*layers[:layer + 1], bare.get_input_embeddings()] for p in m.parameters()}
+    emb = getattr(bare, "get_input_embeddings", lambda: None)()
+    used = {id(p) for m in [*layers[:layer + 1], emb] if m is not None for p in m.parameters()}
     for m in after:
         for p in (m.parameters() if m is not None else []):
             if id(p) not in used:  # (a head tied to the embeddings is used)
