@@ -76,7 +76,7 @@ PARAMS = [
     ({"num_steps": 3}, r"'num_steps' \(did you mean 'steps'\?\)"),
     ({"grad_clip": 1.0}, r"'grad_clip' \(did you mean 'max_grad_norm'\?\)"),
     ({"probe_evry": 2}, r"'probe_evry' \(did you mean 'probe_every'\?\)"),
-    ({"zzz": 2}, r"unknown parameter\(s\) 'zzz'; valid parameters: steps, lr, .* \(loop\)"),
+    ({"zzz": 2}, r"unknown parameter\(s\) 'zzz'; valid parameters: .*steps, lr, .* \(loop\)"),
 ]
 
 
@@ -90,7 +90,7 @@ OBJ_PARAMS = [
     ("graddiff", {"alpah": 1.0}, r"'alpah' \(did you mean 'alpha'\?\).*valid parameters: .*alpha.* \(objective 'graddiff'\)"),
     ("graddiff", {"alpha": -1}, r"alpha=-1 is out of range"),
     ("npo", {"bta": 0.1}, r"'bta' \(did you mean 'beta'\?\)"),
-    ("ga", {"alpha": 1.0}, r"unknown parameter\(s\) 'alpha'.*objective 'ga': \(none\)"),
+    ("ga", {"alpha": 1.0}, r"unknown parameter\(s\) 'alpha'; valid parameters: none for objective 'ga'; steps, lr"),
     ("gaa", {}, r"unknown objective 'gaa' \(did you mean 'ga'\?\); valid choices: .*\bga\b"),
     ("", {}, r"unknown objective ''"),
 ]

@@ -30,7 +30,7 @@ def unknown_names(owner: str, given, namespaces: dict[str, list[str]]) -> None:
     for u in unknown:
         close = difflib.get_close_matches(u, valid, n=1, cutoff=0.6) or _ALIASES.get(u, [])[:1]
         hints.append(f"{u!r} (did you mean {close[0]!r}?)" if close else repr(u))
-    listing = "; ".join(f"{', '.join(names)} ({ns})" for ns, names in namespaces.items() if names)
+    listing = "; ".join(f"{', '.join(names)} ({ns})" if names else f"none for {ns}" for ns, names in namespaces.items())
     raise ValueError(f"{owner}: unknown parameter(s) {', '.join(hints)}; valid parameters: {listing}")
 
 
