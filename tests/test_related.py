@@ -115,3 +115,27 @@ def test_alpha_explorer_is_headless_and_follows_the_slider():
     assert alpha_curves(table).shape == (3, 3)
     with pytest.raises(ValueError, match="none of the curves"):
         alpha_curves(table.assign(metric="x"))
+
+
+def test_uipe_on_the_indirect_route_what_the_miniature_shows(rworld, rmodels):
+    """GA (20 steps, lr 1e-4) then UIPE's alpha sweep on RELATED_QUICK, seed 0. Measured: the target
+    and the retain model both answer all 12 indirect probes (related_recall 1.0: the twins' facts,
+    which are retained knowledge, carry every answer; chance 0.06). After GA the indirect route is
+    intact (1.0) while the forget probability fell 0.96 -> 0.68. Extrapolating: alpha 1.0 keeps it at
+    1.0 (retain probability 0.92 -> 0.83); alpha 1.5 brings it to 0.92 (11/12) at retain probability
+    0.79. So on the miniature UIPE dents the indirect route only at a large alpha and a clear utility
+    cost: the paper's claim (it removes the related knowledge) is not reproduced at this scale."""
+    from unlearnkit import unlearn
+    from unlearnkit.editing import uipe_sweep
+
+    (tgt, tok), _ = rmodels
+    res = unlearn(tgt, tok, rworld.forget, rworld.retain, method="ga", steps=20, lr=1e-4, probe_every=0,
+                  progress=False)
+    data = {"indirect": rworld.indirect, "retain": rworld.retain}
+    tab = uipe_sweep(tgt, res, tok, data, alphas=[0.0, 1.5], max_new_tokens=24)
+    v = tab.pivot_table(index="alpha", columns=["split", "metric"], values="value")
+    recall, retain_p = v[("indirect", "related_recall")], v[("retain", "probability")]
+    assert recall[0.0] == 1.0  # GA leaves the indirect route whole
+    assert recall[1.5] < recall[0.0]  # a large alpha starts to close it...
+    assert retain_p[1.5] < retain_p[0.0] - 0.05  # ...at a utility cost
+    assert set(tab.norm_ratio.round(3)) == {1.0, 2.5}
