@@ -6,14 +6,13 @@ one row per round; ``probes``: step = round); nothing here runs a model.
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 
 import ipywidgets as widgets
 import pandas as pd
 
 from .plots import _new_figure
+from .widgets import figure_png, static_bundle
 
 ROUND_COLUMNS = {"forget_token_all": "forget: first token <unl> (all rows)",
                  "forget_refusal_all": "forget: <unl> + refusal (all rows)",
@@ -74,18 +73,11 @@ class RoundsExplorer:
         fig = _new_figure((7, 3.6), pyplot=False)
         plot_rounds(self.result.rounds, fig.add_subplot(111), upto=rnd, title=f"UniErase after round {rnd}")
         self.figure = fig
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=self.dpi, bbox_inches="tight")
-        self.png = buf.getvalue()
+        self.png = figure_png(fig, self.dpi)
         self.image.value = self.png
         self.table = self.answers(rnd)
         rows = "".join(f"<tr><td>{r.id}</td><td>{html.escape(str(r[2]))}</td></tr>" for r in self.table.itertuples())
         self.info.value = f"<table><tr><th>id</th><th>greedy answer ({self.split})</th></tr>{rows}</table>"
 
     def _repr_mimebundle_(self, include=None, exclude=None):
-        bundle = self.widget._repr_mimebundle_(include=include, exclude=exclude) or {}
-        if isinstance(bundle, tuple):
-            bundle = bundle[0]
-        bundle = dict(bundle)
-        bundle["image/png"] = base64.b64encode(self.png).decode("ascii")
-        return bundle
+        return static_bundle(self.widget, self.png, include, exclude)

@@ -13,15 +13,14 @@ inputs are tables from :mod:`unlearnkit.memorization` (``memorization_scores``,
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 
 import ipywidgets as widgets
 import numpy as np
 import pandas as pd
 
 from .plots import _new_figure
+from .widgets import figure_png, static_bundle
 
 MATCH, MISS = "#4c9a52", "#c8553d"
 
@@ -132,9 +131,7 @@ class MemorizationExplorer:
         fig = _new_figure((12, 0.55 * len(self.tables) + 0.8), pyplot=False)
         self._draw(fig)
         self.figure = fig
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=self.dpi, bbox_inches="tight")
-        self.png = buf.getvalue()
+        self.png = figure_png(fig, self.dpi)
         self.image.value = self.png
         self.info.value = self._html()
 
@@ -168,13 +165,7 @@ class MemorizationExplorer:
         return "".join(out)
 
     def _repr_mimebundle_(self, include=None, exclude=None):
-        bundle = self.widget._repr_mimebundle_(include=include, exclude=exclude) or {}
-        if isinstance(bundle, tuple):
-            bundle = bundle[0]
-        bundle = dict(bundle)
-        bundle["image/png"] = base64.b64encode(self.png).decode()
-        bundle["text/plain"] = repr(self)
-        return bundle
+        return {**static_bundle(self.widget, self.png, include, exclude), "text/plain": repr(self)}
 
     def __repr__(self) -> str:
         ma = ", ".join(f"{k} {v:.2f}" for k, v in self.ma.items())

@@ -7,14 +7,13 @@ building it returns at once with the figure of its current state (``self.figure`
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 
 import ipywidgets as widgets
 import pandas as pd
 
 from .plots import _new_figure
+from .widgets import figure_png, static_bundle
 
 #: (split, metric) -> curve label, the curves drawn by default
 CURVES = {("forget", "fact_recall"): "direct probes: fact recall (forget)",
@@ -110,9 +109,7 @@ class AlphaExplorer:
         fig = _new_figure((7, 4), pyplot=False)
         plot_alpha_curve(self.table, self.alpha.value, ax=fig.add_subplot(111), baselines=self.baselines)
         self.figure = fig
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=self.dpi, bbox_inches="tight")
-        self.png = buf.getvalue()
+        self.png = figure_png(fig, self.dpi)
         self.image.value = self.png
         row = alpha_curves(self.table).loc[self.alpha.value]
         lines = "".join(f"<li>{html.escape(k)}: {v:.3f}</li>" for k, v in row.items())
@@ -126,12 +123,7 @@ class AlphaExplorer:
         self.info.value = f"<b>α = {self.alpha.value:g}</b><ul>{lines}</ul>{tbl}"
 
     def _repr_mimebundle_(self, include=None, exclude=None):
-        bundle = self.widget._repr_mimebundle_(include=include, exclude=exclude) or {}
-        if isinstance(bundle, tuple):
-            bundle = bundle[0]
-        bundle = dict(bundle)
-        bundle["image/png"] = base64.b64encode(self.png).decode("ascii")
-        return bundle
+        return static_bundle(self.widget, self.png, include, exclude)
 
     def __repr__(self) -> str:
         return f"AlphaExplorer(alpha={self.alpha.value:g}, alphas={[a for _, a in self.alpha.options]})"

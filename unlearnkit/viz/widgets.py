@@ -47,6 +47,24 @@ def _short(text: str, n: int = 60) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
+
+def figure_png(fig, dpi: int) -> bytes:
+    """A matplotlib figure as PNG bytes (tight bounding box)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    return buf.getvalue()
+
+
+def static_bundle(widget, png: bytes, include=None, exclude=None) -> dict:
+    """A widget's display bundle plus its current figure as a static PNG, for renderers without a
+    widget manager (nbviewer, GitHub, an executed notebook opened later). Every explorer uses it."""
+    bundle = widget._repr_mimebundle_(include=include, exclude=exclude) or {}
+    if isinstance(bundle, tuple):
+        bundle = bundle[0]
+    bundle = dict(bundle)
+    bundle["image/png"] = base64.b64encode(png).decode("ascii")
+    return bundle
+
 class _Explorer:
     """Common controls (objective, question, step), rendering and display."""
 
@@ -146,9 +164,7 @@ class _Explorer:
         fig = _new_figure(self.figsize, pyplot=False)
         self._draw(fig)
         self.figure = fig
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=self.dpi, bbox_inches="tight")
-        self.png = buf.getvalue()
+        self.png = figure_png(fig, self.dpi)
         self.image.value = self.png
         self.info.value = self._info_html()
 
@@ -164,12 +180,7 @@ class _Explorer:
     def _repr_mimebundle_(self, include=None, exclude=None):
         """The live widget, plus the current figure as a static PNG fallback for renderers
         without a widget manager (nbviewer, GitHub, an executed notebook opened later)."""
-        bundle = self.widget._repr_mimebundle_(include=include, exclude=exclude) or {}
-        if isinstance(bundle, tuple):
-            bundle = bundle[0]
-        bundle = dict(bundle)
-        bundle["image/png"] = base64.b64encode(self.png).decode("ascii")
-        return bundle
+        return static_bundle(self.widget, self.png, include, exclude)
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(objective={self.method.value!r}, question={self.question.value!r}, "
