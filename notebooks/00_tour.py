@@ -40,6 +40,7 @@ probe_every = 1
 figures_dir = "figures"  # where PNG figures are written (None: do not save)
 model_path = None      # a Hugging Face causal LM folder or hub name instead of the tiny model
 tofu_path = None       # a folder of TOFU-format files (forget01_perturbed.json, retain_perturbed.json, ...)
+prompt_format = "plain"  # "plain" (Question: ...\nAnswer:) or "chat": the model's chat template (instruct models)
 
 # %%
 import pandas as pd
@@ -50,6 +51,7 @@ from unlearnkit import viz
 viz.setup()
 pd.set_option("display.max_colwidth", 80)
 p = uk.check_params(method, steps=steps, lr=lr, seed=seed, probe_every=probe_every)  # papermill values, checked
+prompt_format = uk.data.PromptFormat.of(prompt_format)  # "plain", "chat" or a dict of fields: checked too
 steps, lr, seed, probe_every = p["steps"], p["lr"], p["seed"], p["probe_every"]
 if quick:
     steps = min(steps, 16)
@@ -93,7 +95,7 @@ print(f"target model: {n_params / 1e6:.2f}M parameters, vocabulary {len(tok)} to
 metrics = ["probability", "rouge", "truth_ratio", "model_utility"]
 if reference is not None:  # forget quality compares against the retain model
     metrics.insert(3, "forget_quality")
-before = uk.evaluate(model, tok, data, metrics, reference=reference, model_name="target")
+before = uk.evaluate(model, tok, data, metrics, reference=reference, model_name="target", prompt_format=prompt_format)
 uk.summarize(before).pivot_table(index="metric", columns="split", values="value").round(3)
 
 # %% [markdown]
@@ -104,7 +106,7 @@ uk.summarize(before).pivot_table(index="metric", columns="split", values="value"
 
 # %%
 result = uk.unlearn(model, tok, data["forget"], data["retain"], method=method, steps=steps, lr=lr,
-                    probe_every=probe_every, seed=seed)
+                    probe_every=probe_every, seed=seed, prompt_format=prompt_format)
 result
 
 # %%
@@ -137,10 +139,12 @@ else:
 # GA damages whatever shares the forget answers' phrasing, not only the forget people.
 
 # %%
-after = uk.evaluate(result.model, tok, data, metrics, reference=reference, model_name=f"after {method}")
+after = uk.evaluate(result.model, tok, data, metrics, reference=reference, model_name=f"after {method}",
+                    prompt_format=prompt_format)
 frames = [before, after]
 if reference is not None:
-    frames.append(uk.evaluate(*reference, data, metrics, reference=reference, model_name="retain model"))
+    frames.append(uk.evaluate(*reference, data, metrics, reference=reference, model_name="retain model",
+                              prompt_format=prompt_format))
 summary = uk.summarize(pd.concat(frames))
 summary.pivot_table(index=["split", "metric"], columns="model", values="value", sort=False).round(3)
 
