@@ -175,6 +175,19 @@ def _param_names(model) -> list[str]:
     return [n for n, _ in model.named_parameters()]  # tied weights once
 
 
+def _theta0(original, unlearned):
+    """θ₀'s parameters by name and the unlearned model's trainable names, checked to match (names
+    and shapes; the first mismatch is named). ``original``: a model or a result with ``.model``."""
+    if original is None:
+        raise ValueError("uipe: original=None, but θ₀ (the model before unlearning) is needed for a model without "
+                         "a LoRA adapter")
+    original = getattr(original, "model", original) if not isinstance(original, torch.nn.Module) else original
+    names = _param_names(unlearned)
+    o_params = dict(original.named_parameters())
+    check_same_tensors(o_params, dict(unlearned.named_parameters()), names)
+    return names, o_params
+
+
 def uipe(original, unlearned, alpha: float, *, inplace: bool = False, return_info: bool = False):
     """Extrapolate an unlearned model: ``θ_UIPE = θ_u + α(θ_u − θ₀)`` on its **parameters**.
 
@@ -201,13 +214,7 @@ def uipe(original, unlearned, alpha: float, *, inplace: bool = False, return_inf
                 "update_norm": math.sqrt(sum(float((s * (b.float() @ A.detach().float())).double().pow(2).sum())
                                              for (_, A, _, s), b in zip(pairs, base)))}
     else:
-        if original is None:
-            raise ValueError("uipe: original=None, but θ₀ (the model before unlearning) is needed for a model "
-                             "without a LoRA adapter")
-        original = getattr(original, "model", original) if not isinstance(original, torch.nn.Module) else original
-        names = _param_names(unlearned)
-        o_params = dict(original.named_parameters())
-        check_same_tensors(o_params, dict(unlearned.named_parameters()), names)
+        names, o_params = _theta0(original, unlearned)
         extra = [n for n in o_params if n not in set(names)]
         if extra:
             raise ValueError(f"uipe: tensor {extra[0]!r} of the original model is missing from the unlearned one")
@@ -287,13 +294,7 @@ def extrapolations(original, unlearned, alphas: Iterable[float]):
             ratio = _lora_apply_(pairs, base, a)
             yield a, work, {"alpha": a, "norm_ratio": ratio, "lora": True}
         return
-    if original is None:
-        raise ValueError("uipe: original=None, but θ₀ (the model before unlearning) is needed for a model without "
-                         "a LoRA adapter")
-    original = getattr(original, "model", original) if not isinstance(original, torch.nn.Module) else original
-    names = _param_names(unlearned)
-    o_params = dict(original.named_parameters())
-    check_same_tensors(o_params, dict(unlearned.named_parameters()), names)
+    names, o_params = _theta0(original, unlearned)
     u_params = dict(unlearned.named_parameters())
     work = copy.deepcopy(unlearned)
     for a in alphas:
