@@ -171,7 +171,7 @@ def test_deprecation_guard_catches_a_deprecated_call_from_the_kit(tiny, monkeypa
 
     if "cache" not in scoring._forward_params(tiny[0]):
         pytest.skip("this transformers version still takes past_key_values")
-    monkeypatch.setattr(scoring, "_cache_kw", lambda model, cache: {"past_key_values": cache})
+    monkeypatch.setattr(scoring, "_cache_name", lambda model: "past_key_values")
     start = len(conftest._kit_deprecations)
     scoring.score_answers(*tiny, ["Where was Ann born?"], [["In Rome.", "In Oslo."]])
     caught = conftest._kit_deprecations[start:]

@@ -94,13 +94,14 @@ class PromptFormat:
             return self.prompt_ids(question, tokenizer) + _ids(tokenizer, self.answer_prefix + partial.strip(), False)
         return _text_ids(tokenizer, self.prompt(question, tokenizer) + partial.strip())
 
-    def answer_ids(self, question: str, answer: str, tokenizer, eos: bool = True) -> list[int]:
+    def answer_ids(self, question: str, answer: str, tokenizer, eos: bool = True,
+                   prompt_ids: list[int] | None = None) -> list[int]:
         """The answer's token ids as they follow :meth:`prompt_ids`: plain, ``answer_prefix + answer``
         (+ EOS); chat, the tokens the template adds after the prompt (answer + end of turn)."""
         if not self.chat:
             end = [tokenizer.eos_token_id] if eos and tokenizer.eos_token_id is not None else []
             return _ids(tokenizer, self.answer_prefix + answer.strip(), special=False) + end
-        p = self.prompt_ids(question, tokenizer)
+        p = self.prompt_ids(question, tokenizer) if prompt_ids is None else prompt_ids
         full = _text_ids(tokenizer, self._template(tokenizer, self._messages(question, answer.strip()), False))
         if full[:len(p)] != p:
             raise ValueError("the chat template does not render the prompt as a prefix of the whole conversation; "
@@ -156,7 +157,7 @@ def encode_pairs(tokenizer, questions, answers, *, fmt: PromptFormat = DEFAULT_F
         if not isinstance(a, str) or not a.strip():
             raise ValueError(f"row {i}: empty answer for question {q!r}")
         p = fmt.prompt_ids(q, tokenizer)
-        s = p + fmt.answer_ids(q, a, tokenizer, eos=add_eos)
+        s = p + fmt.answer_ids(q, a, tokenizer, eos=add_eos, prompt_ids=p)
         if max_length is not None:
             s = s[:max_length]
         seqs.append(s)

@@ -53,10 +53,10 @@ def _last_logits_kw(model) -> dict:
     return {"logits_to_keep": 1} if "logits_to_keep" in _forward_params(model) else {}
 
 
-def _cache_kw(model, cache) -> dict:
-    """The KV cache as the model's forward takes it: ``cache=`` (transformers >= 5.24, where
-    ``past_key_values=`` is deprecated) or ``past_key_values=`` (earlier versions)."""
-    return {"cache": cache} if "cache" in _forward_params(model) else {"past_key_values": cache}
+def _cache_name(model) -> str:
+    """The keyword under which the model's forward takes a KV cache: ``cache`` (transformers >= 5.24,
+    where ``past_key_values`` is deprecated) or ``past_key_values`` (earlier versions)."""
+    return "cache" if "cache" in _forward_params(model) else "past_key_values"
 
 
 def _out_cache(out):
@@ -230,7 +230,7 @@ def _score_shared(model, tokenizer, questions, answer_lists, *, batch_size: int,
         for a in answers:
             if not isinstance(a, str) or not a.strip():
                 raise ValueError(f"empty answer for question {q!r}")
-            flat.append((i, fmt.answer_ids(q, a, tokenizer)))
+            flat.append((i, fmt.answer_ids(q, a, tokenizer, prompt_ids=p_ids[i])))
     n = len(flat)
     out = _empty_outputs(n, entropy, token_level, token_stats)
     # order questions by their longest answer (less padding); answers stay grouped by question
@@ -239,7 +239,7 @@ def _score_shared(model, tokenizer, questions, answer_lists, *, batch_size: int,
         longest[i] = max(longest.get(i, 0), len(a) + len(p_ids[i]))
     order = sorted(range(n), key=lambda k: (-longest[flat[k][0]], flat[k][0], k))
     pad = tokenizer.pad_token_id
-    last_kw = _last_logits_kw(model)
+    last_kw, cache_name = _last_logits_kw(model), _cache_name(model)  # (signatures read once, not per batch)
     spans = _batches([longest[flat[k][0]] for k in order], batch_size, _budget(model, max_batch_tokens))
     with eval_mode(model):
         for s, e in spans:
@@ -260,7 +260,7 @@ def _score_shared(model, tokenizer, questions, answer_lists, *, batch_size: int,
             full_mask = torch.cat([pmask[owner], amask], 1)
             if A > 1:
                 ao = model(input_ids=ain[:, :-1].to(dev), attention_mask=full_mask[:, :-1].to(dev),
-                           position_ids=apos[:, :-1].to(dev), use_cache=True, **_cache_kw(model, cache))
+                           position_ids=apos[:, :-1].to(dev), use_cache=True, **{cache_name: cache})
                 logits = torch.cat([first[:, None], ao.logits.float()], 1)
             else:
                 logits = first[:, None]

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 from datasets import Dataset
 
-from .data import DEFAULT_FORMAT, PromptFormat
+from .data import DEFAULT_FORMAT, PromptFormat, row_ids
 from .world.loaders import DataError, check_dataset
 
 
@@ -129,10 +129,11 @@ def long_rows(name: str, data, tokenizer, limit: int | None, fmt: PromptFormat =
     """Ids of the rows whose prompt + ``column`` + EOS exceed ``limit`` tokens, and the longest length."""
     if limit is None or data is None:
         return [], 0
-    ids = list(data["id"]) if "id" in data.column_names else list(range(len(data)))
+    ids = row_ids(data)
     over, longest = [], 0
     for i, (q, a) in enumerate(zip(data["question"], data[column])):
-        n = len(fmt.prompt_ids(q, tokenizer)) + len(fmt.answer_ids(q, a, tokenizer))
+        p = fmt.prompt_ids(q, tokenizer)
+        n = len(p) + len(fmt.answer_ids(q, a, tokenizer, prompt_ids=p))
         longest = max(longest, n)
         if n > limit:
             over.append(ids[i])
