@@ -131,8 +131,11 @@ def pad(seqs, value: int, *, left: bool = False) -> tuple[torch.Tensor, torch.Te
 
 
 def row_ids(data) -> list:
-    """The ``id`` column of ``data`` (a ``datasets.Dataset``), or row positions when it has none."""
-    return list(data["id"]) if "id" in data.column_names else list(range(len(data)))
+    """The ``id`` column of ``data`` (a ``datasets.Dataset`` or a DataFrame), or row positions when
+    it has none."""
+    cols = getattr(data, "column_names", None)
+    cols = list(data.columns) if cols is None else cols
+    return list(data["id"]) if "id" in cols else list(range(len(data)))
 
 
 def _ids(tokenizer, text: str, special: bool) -> list[int]:

@@ -42,7 +42,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .data import DEFAULT_FORMAT
+from .data import DEFAULT_FORMAT, row_ids
 from .scoring import _device, generate_from_ids, score_answers
 
 # -- validation -----------------------------------------------------------------------------------
@@ -261,11 +261,6 @@ def greedy_continuations(model, tokenizer, seqs, n: int = 10, *, batch_size: int
 # -- per-sequence tables ------------------------------------------------------------------------------
 
 
-def _ids_of(data, n):
-    cols = set(getattr(data, "column_names", None) or getattr(data, "columns", []))
-    return list(data["id"]) if "id" in cols else list(range(n))
-
-
 def memorization_scores(model, tokenizer, data, *, el_n: int | None = 10, batch_size: int = 64,
                         quantities=("em", "es", "ma", "el")) -> pd.DataFrame:
     """Tidy per-sequence memorization: one row per (id, quantity) with ``value`` in [0, 1].
@@ -278,7 +273,7 @@ def memorization_scores(model, tokenizer, data, *, el_n: int | None = 10, batch_
     bad = set(quantities) - {"em", "es", "ma", "el"}
     if bad:
         raise ValueError(f"quantities {sorted(bad)} unknown; valid: em, es, ma, el")
-    ids = _ids_of(data, len(seqs))
+    ids = row_ids(data)
     preds = teacher_forced_predictions(model, seqs, batch_size=batch_size)
     rows = []
     fns = {"em": exact_memorization, "es": extraction_strength, "ma": memorization_accuracy}
@@ -304,7 +299,7 @@ def per_sequence_ma(model, tokenizer, data, *, batch_size: int = 64) -> np.ndarr
 def memorization_probe(model, tokenizer, data, *, step: int, split: str) -> pd.DataFrame:
     """Per-sequence MA rows for the loop's probe recorder: ``step, split, id, quantity="ma", value``."""
     ma = per_sequence_ma(model, tokenizer, data)
-    return pd.DataFrame({"step": step, "split": split, "id": _ids_of(data, len(ma)), "quantity": "ma", "value": ma})
+    return pd.DataFrame({"step": step, "split": split, "id": row_ids(data), "quantity": "ma", "value": ma})
 
 
 def token_match_table(model, tokenizer, data, *, batch_size: int = 64) -> pd.DataFrame:
@@ -314,7 +309,7 @@ def token_match_table(model, tokenizer, data, *, batch_size: int = 64) -> pd.Dat
     seqs = encode_sequences(tokenizer, data)
     preds = teacher_forced_predictions(model, seqs, batch_size=batch_size)
     rows = []
-    for i, p, (_, s) in zip(_ids_of(data, len(seqs)), preds, seqs):
+    for i, p, (_, s) in zip(row_ids(data), preds, seqs):
         for t, (a, b) in enumerate(zip(s, p)):
             rows.append({"id": i, "position": t, "token": tokenizer.decode([a]), "predicted": tokenizer.decode([int(b)]),
                          "match": bool(a == b)})
@@ -359,7 +354,7 @@ def extraction_attack(model, tokenizer, data, *, prefix_len: int = 8, n_samples:
         shortest = min(len(seqs[i][1]) for i in short)
         raise ValueError(f"prefix_len={prefix_len} leaves nothing to extract from {len(short)} sequence(s) (row "
                          f"{short[0]}...); valid range: [0, {shortest - 1}] for this data")
-    ids = _ids_of(data, len(seqs))
+    ids = row_ids(data)
     prompts = [c + s[:prefix_len] for c, s in seqs]
     limits = [len(s) - prefix_len for _, s in seqs]
     runs = [("greedy", 0, generate_from_ids(model, tokenizer, prompts, max_new_tokens=limits, batch_size=batch_size,
@@ -416,7 +411,7 @@ def miau_scores(model, tokenizer, data, *, normalize: bool = True, batch_size: i
     # the flat path (no shared-prefix KV cache): the records are short, and it passes no cache object
     res = score_answers(model, tokenizer, data["question"], lists, batch_size=batch_size, prefix_share=False)
     rows = []
-    for i, r in zip(_ids_of(data, len(lists)), res):
+    for i, r in zip(row_ids(data), res):
         ll = r["logprob"] / np.maximum(r["n_tokens"], 1)
         pert = ll[1:]
         sc = ll[0] - pert.mean()
