@@ -1,4 +1,4 @@
-"""Notebook 05's exercises (UIPE): the reference passes, stubs only hint, typical mistakes get a plain message."""
+"""Notebook 04's exercises (UIPE): the reference passes, stubs only hint, typical mistakes get a plain message."""
 
 import pandas as pd
 import pytest

@@ -228,7 +228,7 @@ def test_model_level_scores_agree_with_pure_functions():
     assert np.allclose(probe.value, wide["ma"].to_numpy())
 
 
-# -- exercises of notebook 04 ---------------------------------------------------------------------------
+# -- exercises of notebook 03 ---------------------------------------------------------------------------
 
 
 def test_exercise_memorization_accuracy(capsys):

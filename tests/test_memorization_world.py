@@ -85,7 +85,7 @@ def test_sga_leaves_fewer_outliers_than_ga_at_comparable_retain_probability(mem_
     still above the unseen level (MA up to 0.67); SGA stops after 37 steps at 0.357 with **0** above,
     retain QA probability 0.939 vs GA's 0.926 (target 0.953). TA (89 steps, 6 above) and TAU (41
     steps, 8 above) stop as soon as the *edited* model's mean crosses the line and do not close the
-    gap here: the miniature reproduces SGA's advantage, not TA's/TAU's (notebook 04 says so)."""
+    gap here: the miniature reproduces SGA's advantage, not TA's/TAU's (notebook 03 says so)."""
     import pandas as pd
 
     import unlearnkit as uk

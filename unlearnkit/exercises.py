@@ -349,7 +349,7 @@ def check_lowest_token_entropy(summary, answer) -> Outcome:
     raise ExerciseError(f"{answer} has token entropy {d[answer]:.3f}, but {want} is lower ({d[want]:.3f}).")
 
 
-# -- notebook 03: is it really gone? -------------------------------------------------------------------
+# -- notebook 06: is it really gone? -------------------------------------------------------------------
 
 def check_min_k(fn) -> Outcome:
     """``fn(token_logprobs, k) -> float``: the Min-K% score, ``-mean`` of the lowest
@@ -405,7 +405,7 @@ def check_closest_to_retain(summary, answer) -> Outcome:
                         f"but {want}'s ({d[want]:.3f}) is closer.")
 
 
-# -- notebook 05: related knowledge and UIPE -------------------------------------------------------------
+# -- notebook 04: related knowledge and UIPE -------------------------------------------------------------
 
 def _extrapolate(theta0, theta_u, alpha):
     """UIPE on lists of numbers: θ_u + α(θ_u − θ0), element by element."""
@@ -530,7 +530,7 @@ def check_carrier(carriers, probe_id, answer) -> Outcome:
     raise ExerciseError(f"{answer!r} is not in the carriers table; look at the row whose id is {probe_id}.")
 
 
-# -- notebook 04: memorization ------------------------------------------------------------------------
+# -- notebook 03: memorization ------------------------------------------------------------------------
 
 #: computed exercises of later notebooks: name -> the function whose source solution() shows
 _COMPUTED_SOURCES: dict = {}
@@ -610,7 +610,7 @@ def check_extractable(recovered, answer) -> Outcome:
                         "repetitions and its MA before GA.")
 
 
-# -- notebook 06: unlearning by editing ------------------------------------------------------------
+# -- notebook 05: unlearning by editing ------------------------------------------------------------
 
 def _edit_change(dW, k):
     """How much an edit ``dW`` (d1 x d0) changes a layer's output on key ``k`` (d0,): ||dW k||."""

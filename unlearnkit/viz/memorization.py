@@ -1,4 +1,4 @@
-"""Plots and a widget for per-sequence memorization (notebook 04). Nothing here runs a model: the
+"""Plots and a widget for per-sequence memorization (notebook 03). Nothing here runs a model: the
 inputs are tables from :mod:`unlearnkit.memorization` (``memorization_scores``,
 ``token_match_table``, ``memorization_probe`` rows).
 

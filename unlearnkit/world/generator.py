@@ -562,7 +562,7 @@ def make_related_world(seed: int = 0, **overrides) -> World:
     return World(cfg)
 
 
-#: the memorization lesson's worlds (notebook 04): records seen 1, 3, 9 and 27 times in training; a larger
+#: the memorization lesson's worlds (notebook 03): records seen 1, 3, 9 and 27 times in training; a larger
 #: forget share so the forget set holds 16 records (4 people x 4 kinds), as the paper's smallest forget set.
 MEMORIZATION_QUICK = WorldConfig(n_people=20, attributes=("birthplace", "occupation", "genre"), n_world_facts=8,
                                  forget_fraction=0.2, holdout_fraction=0.2, repetitions=(1, 3, 9, 27))

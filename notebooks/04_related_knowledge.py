@@ -12,7 +12,7 @@
 # ---
 
 # %% [markdown]
-# # 05 · Related knowledge: forgotten facts that can be re-derived, and UIPE
+# # 04 · Related knowledge: forgotten facts that can be re-derived, and UIPE
 #
 # After unlearning, a model may no longer answer *"Where was F born?"*, yet still know a
 # **related** fact from which the answer follows: *"T, the twin of F, was born in Z too."* Ask

@@ -13,7 +13,7 @@
 # ---
 
 # %% [markdown]
-# # 06 · Unlearning by editing: UniErase
+# # 05 · Unlearning by editing: UniErase
 #
 # Every method so far *trained* the model: gradient steps on a loss over the forget set.
 # **UniErase** (arXiv 2505.15674) does not train the model's weights at all. It works in two stages:
@@ -127,7 +127,7 @@ wide
 
 # %%
 fig = viz.plot_split_bars(table, metrics=("rouge",), title="Editing vs fine-tuning: ROUGE-L recall")
-viz.save(fig, "06_edit_vs_finetune", figures_dir)
+viz.save(fig, "05_edit_vs_finetune", figures_dir)
 best_ft = wide.drop(index=["target", "UniErase"])
 display(Markdown(
     f"UniErase: forget ROUGE {wide.loc['target', 'forget']:.2f} → {wide.loc['UniErase', 'forget']:.2f}, retain "
@@ -189,7 +189,7 @@ import matplotlib.pyplot as plt
 
 fig, ax = plt.subplots(figsize=(7, 3.6))
 viz.plot_rounds(res.rounds, ax)
-viz.save(fig, "06_rounds", figures_dir)
+viz.save(fig, "05_rounds", figures_dir)
 last = res.rounds.iloc[-1]
 display(Markdown(
     f"After {int(last['round'])} rounds, {last.forget_token_all:.0%} of the forget questions answer `<unl>` first "

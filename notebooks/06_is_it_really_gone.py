@@ -14,7 +14,7 @@
 # ---
 
 # %% [markdown]
-# # 03 · Is it really gone? Membership inference and robustness attacks
+# # 06 · Is it really gone? Membership inference and robustness attacks
 #
 # An unlearned model that no longer *says* a fact may still *know* it. This notebook puts unlearned
 # models through the tests researchers use to tell the two apart, and compares each with the
@@ -102,7 +102,7 @@ aucs.round(3)
 
 # %%
 fig = viz.plot_mia_scores(mia, "mia_min_k")
-viz.save(fig, "03_mia_scores", figures_dir)
+viz.save(fig, "06_mia_scores", figures_dir)
 
 # %%
 auc = aucs["mia_min_k"]
@@ -166,7 +166,7 @@ robust = pd.concat([uk.evaluate(m, tok, data, ["robustness", "rouge", "collapse"
                                 max_new_tokens=max_new_tokens) for name, m in models.items()], ignore_index=True)
 attacks = viz.attack_table(robust)
 fig = viz.plot_attacks(attacks)
-viz.save(fig, "03_attacks", figures_dir)
+viz.save(fig, "06_attacks", figures_dir)
 attacks.round(3)
 
 # %%

@@ -13,7 +13,7 @@
 # ---
 
 # %% [markdown]
-# # 04 · To each sequence its own: memorization-aware unlearning
+# # 03 · To each sequence its own: memorization-aware unlearning
 #
 # Language models memorize some training sequences verbatim and others hardly at all. Barbulescu &
 # Triantafillou (ICML 2024) argue that an unlearning method judged by the **average** memorization of
@@ -104,7 +104,7 @@ spread.round(3)
 # %%
 fig = viz.plot_memorization_spread(seen, quantity="ma", unseen=unseen_ma,
                                    title="MA of each trained record vs times seen in training")
-viz.save(fig, "04_memorization_spread", figures_dir)
+viz.save(fig, "03_memorization_spread", figures_dir)
 lo, hi = spread["ma"].iloc[0], spread["ma"].iloc[-1]
 verbatim = int((seen.query("quantity == 'ma'").value == 1.0).sum())
 n_seen = int((seen.quantity == "ma").sum())
@@ -235,7 +235,7 @@ summary.round(3)
 # %%
 ma_all = pd.concat([pd.DataFrame({"model": n, "value": mem.per_sequence_ma(m, tok, forget)}) for n, m in models.items()])
 fig = viz.plot_ma_histograms(ma_all, high=unseen_ma)
-viz.save(fig, "04_ma_histograms", figures_dir)
+viz.save(fig, "03_ma_histograms", figures_dir)
 
 # %%
 u = summary.drop(index="target")
@@ -268,10 +268,10 @@ reps = dict(zip(forget["id"], forget["repetitions"]))
 hist = {k: ma_history(st).assign(repetitions=lambda d: d.id.map(reps)) for k, st in stores.items()}
 fig = viz.plot_ma_trajectories(hist["GA"][hist["GA"].model == "training"], threshold=unseen_ma,
                                title="GA: MA of each forget record")
-viz.save(fig, "04_trajectories_ga", figures_dir)
+viz.save(fig, "03_trajectories_ga", figures_dir)
 fig = viz.plot_ma_trajectories(hist["SGA"][hist["SGA"].model == "training"], threshold=unseen_ma,
                                title="SGA: MA of each forget record")
-viz.save(fig, "04_trajectories_sga", figures_dir)
+viz.save(fig, "03_trajectories_sga", figures_dir)
 upd = pd.DataFrame({"id": stores["SGA"]["ids"], "SGA updates": stores["SGA"]["updates"],
                     "GA updates": stores["GA"]["updates"]}).assign(repetitions=lambda d: d.id.map(reps))
 upd.groupby("repetitions")[["GA updates", "SGA updates"]].mean().round(1)
@@ -286,7 +286,7 @@ upd.groupby("repetitions")[["GA updates", "SGA updates"]].mean().round(1)
 tables = {name: mem.token_match_table(m, tok, forget) for name, m in models.items()}
 first = int(after_ga.sort_values("MA after GA", ascending=False).id.iloc[0])
 explorer = viz.MemorizationExplorer(tables, labels=dict(zip(forget["id"], forget["answer"])), sequence=first)
-viz.save(explorer.figure, "04_token_explorer", figures_dir)
+viz.save(explorer.figure, "03_token_explorer", figures_dir)
 explorer
 
 # %%
