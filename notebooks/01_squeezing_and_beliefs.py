@@ -43,7 +43,6 @@ probe_size = 8                     # forget questions probed along the way
 methods = ["ga", "bs_t", "bs_s"]   # objectives to compare (names from unlearnkit.list_objectives())
 bs_lam = 0.5                       # BS-T / BS-S: share of the model's own beliefs in what is pushed down; 0 is plain GA
 figures_dir = "figures"            # where PNG figures are written (None: do not save)
-show_solutions = False             # instructors: run the exercise checks on the reference solutions
 
 # %%
 import pandas as pd
@@ -137,11 +136,11 @@ for kind in ("target", "paraphrase", "belief", "other"):
 # the paraphrase, over the probed questions, is larger than the mean mass of the target. Write
 # `None` if it never happens.
 
-# %%
+# %% exercise="crossover"
 crossover_step = ...  # your answer: a step number, or None
 
 # %%
-ex.check_crossover(ga, ex.reference("crossover", ga) if show_solutions else crossover_step)
+ex.check_crossover(ga, crossover_step)
 
 
 # %% [markdown]
@@ -154,7 +153,7 @@ ex.check_crossover(ga, ex.reference("crossover", ga) if show_solutions else cros
 # appear twice (the greedy answer may be the paraphrase, perhaps with different spacing). Count each
 # distinct text once, and never return less than 0.
 
-# %%
+# %% exercise="rest_mass"
 def rest_mass(answers):
     """Mass on everything else: 1 - the sum over distinct answer texts, at least 0."""
     # YOUR CODE HERE
@@ -162,7 +161,7 @@ def rest_mass(answers):
 
 
 # %%
-ex.check_rest_mass(ex.reference("rest_mass") if show_solutions else rest_mass)
+ex.check_rest_mass(rest_mass)
 
 # %% [markdown]
 # ## 4. Objectives that know the model's beliefs: BS-T and BS-S
@@ -273,7 +272,7 @@ for name in results:
 # Write `states_fact(answer, value)`: `True` if the generated `answer` states `value`, in any
 # phrasing and any letter case, as a whole word (`"19985"` does not state `"1998"`).
 
-# %%
+# %% exercise="states_fact"
 def states_fact(answer, value):
     """True if the answer states the value (case-insensitive, whole word)."""
     # YOUR CODE HERE
@@ -281,7 +280,7 @@ def states_fact(answer, value):
 
 
 # %%
-ex.check_states_fact(ex.reference("states_fact") if show_solutions else states_fact)
+ex.check_states_fact(states_fact)
 
 # %% [markdown]
 # ## 6. Check yourself

@@ -50,7 +50,6 @@ probe_every = 2            # record probes every k steps
 probe_size = 8             # forget questions probed along the way
 retain_size = 40           # retain questions evaluated (the whole retain split: None)
 figures_dir = "figures"    # where PNG figures are written (None: do not save)
-show_solutions = False     # instructors: run the exercise checks on the reference solutions
 
 # %%
 import numpy as np
@@ -139,7 +138,7 @@ pd.DataFrame(rows).round(3)
 # `f = count / n`, divided by `log2(n)` so that it lies in [0, 1] (1: every token different; 0: one
 # token repeated). Define it as 0 for answers of 0 or 1 tokens.
 
-# %%
+# %% exercise="token_entropy"
 def token_entropy(tokens):
     """Normalized unigram entropy of a list of tokens, in [0, 1]."""
     # YOUR CODE HERE
@@ -147,7 +146,7 @@ def token_entropy(tokens):
 
 
 # %%
-ex.check_token_entropy(ex.reference("token_entropy") if show_solutions else token_entropy)
+ex.check_token_entropy(token_entropy)
 
 # %% [markdown]
 # ## 4. Measuring what the models say
@@ -248,11 +247,11 @@ if "IDK+AP" in results:
 # For each objective trained here, write `"targeted"` if it trains the model towards a chosen
 # answer, `"untargeted"` if it only pushes the model away from the forget answers.
 
-# %%
+# %% exercise="targeted"
 families = {"ga": ..., "npo": ..., "me": ..., "idk_nll": ..., "idk_ap": ...}  # "targeted" or "untargeted"
 
 # %%
-ex.check_targeted(ex.reference("targeted") if show_solutions else families)
+ex.check_targeted(families)
 
 # %% [markdown]
 # ### Exercise 3 · Which model babbles most?
@@ -262,11 +261,11 @@ ex.check_targeted(ex.reference("targeted") if show_solutions else families)
 # From the summary table, which model's answers to the **forget** questions have the lowest token
 # entropy? Give its name as it appears in the `model` column.
 
-# %%
+# %% exercise="lowest_token_entropy"
 lowest = ...  # a model name from the table, e.g. "GA"
 
 # %%
-ex.check_lowest_token_entropy(summary, ex.reference("lowest_token_entropy", summary) if show_solutions else lowest)
+ex.check_lowest_token_entropy(summary, lowest)
 
 # %% [markdown]
 # ## 5. Forgetting vs utility

@@ -45,7 +45,6 @@ el_n = 4                  # n of EL_n (the paper uses 10 on 200-token sequences;
 prefix_len = 4            # record tokens the attacker knows (besides the record's header)
 n_samples = 4             # sampled continuations per record in the attack (besides the greedy one)
 figures_dir = "figures"   # where PNG figures are written (None: do not save)
-show_solutions = False    # instructors: run the exercise checks on the reference solutions
 
 # %%
 import pandas as pd
@@ -121,12 +120,12 @@ display(Markdown(
 # `preds[t]` is the model's greedy guess for token `t` given the true tokens before it. Write the
 # memorization accuracy of the sequence.
 
-# %%
+# %% exercise="memorization_accuracy"
 def memorization_accuracy(preds, target):
     raise NotImplementedError  # your code here
 
 # %%
-ex.check_memorization_accuracy(ex.reference("memorization_accuracy") if show_solutions else memorization_accuracy)
+ex.check_memorization_accuracy(memorization_accuracy)
 
 # %% [markdown]
 # ## 2. Gradient ascent, stopped on the average
@@ -178,7 +177,7 @@ after_ga = pd.DataFrame({"id": forget["id"], "kind": forget["kind"], "repetition
                          "MA before": mem.per_sequence_ma(model, tok, forget), "MA after GA": ma_ga})
 after_ga.sort_values("MA after GA", ascending=False).round(2)
 
-# %%
+# %% exercise="extractable"
 extractable = ...  # your prediction: a list of record ids, e.g. [3, 17]
 
 # %%
@@ -187,7 +186,9 @@ def attack(m):
     return mem.recovered_table(a)
 
 rec = {"target": attack(model), "GA": attack(ga.model)}
-ex.check_extractable(rec["GA"], ex.reference("extractable", rec["GA"]) if show_solutions else extractable)
+
+# %%
+ex.check_extractable(rec["GA"], extractable)
 
 # %%
 r = rec["GA"]

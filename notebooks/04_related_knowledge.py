@@ -30,7 +30,6 @@
 # %% tags=["parameters"]
 quick = False              # CI: fewer alphas, shorter generations, a retain subset for utility
 figures_dir = "figures"    # where the figures are saved (None: do not save)
-show_solutions = False     # instructors: run the exercise checks on the reference solutions
 seed = 0                   # world seed
 methods = ["ga", "graddiff", "npo"]                  # objectives compared
 lrs = {"ga": 1e-4, "graddiff": 1e-4, "npo": 3e-4}    # learning rate of each objective
@@ -218,23 +217,24 @@ display(Markdown(
 #
 # **1.** Write UIPE's extrapolation on a list of weights.
 
-# %%
+# %% exercise="extrapolate"
 def extrapolate(theta0, theta_u, alpha):
     """theta_u + alpha * (theta_u - theta0), element by element."""
     raise NotImplementedError
 
 
-ex.check_extrapolate(ex.reference("extrapolate") if show_solutions else extrapolate)
+# %%
+ex.check_extrapolate(extrapolate)
 
 # %% [markdown]
 # **2.** From the sweep table, pick the α with the lowest indirect recall whose retain probability
 # stays at least `budget` times its value at α = 0 (ties: the smaller α).
 
-# %%
+# %% exercise="alpha_for_budget"
 alpha_choice = ...  # one of the swept alphas
 
-ex.check_alpha_for_budget(sweep, ex.reference("alpha_for_budget", sweep, budget) if show_solutions else alpha_choice,
-                          budget=budget)
+# %%
+ex.check_alpha_for_budget(sweep, alpha_choice, budget=budget)
 
 # %% [markdown]
 # **3.** Take the first indirect probe that the target model answered right. Whose fact carried the
@@ -244,6 +244,9 @@ ex.check_alpha_for_budget(sweep, ex.reference("alpha_for_budget", sweep, budget)
 right = raw["target"][(raw["target"].metric == "related_recall") & (raw["target"].value == 1)]
 probe_id = int(right.id.iloc[0]) if len(right) else int(carriers.id.iloc[0])
 print("probe:", carriers.set_index("id").loc[probe_id, "question"])
+
+# %% exercise="carrier"
 carrier_name = ...  # a person's name
 
-ex.check_carrier(carriers, probe_id, ex.reference("carrier", carriers, probe_id) if show_solutions else carrier_name)
+# %%
+ex.check_carrier(carriers, probe_id, carrier_name)

@@ -46,7 +46,6 @@ null_space = "energy:0.05"  # projector rule: 'energy:<share of the key energy>'
 ft_steps = 30              # fine-tuning steps of GA / NPO / IDK+AP
 lrs = {"ga": 3e-4, "npo": 3e-4, "idk_ap": 2e-3}  # fine-tuning method -> learning rate
 figures_dir = "figures"    # where PNG figures are written (None: do not save)
-show_solutions = False     # instructors: run the exercise checks on the reference solutions
 
 # %%
 import numpy as np
@@ -204,13 +203,12 @@ display(Markdown(
 # (shape `(d_out, d_in)`) changes the layer's output on a key `k` (shape `(d_in,)`). The check
 # builds a toy AlphaEdit update and tries a preserved key and an edited key.
 
-# %%
+# %% exercise="edit_change"
 def edit_change(dW, k):
     raise NotImplementedError
 
 
-if show_solutions:
-    edit_change = ex.reference("edit_change")
+# %%
 ex.check_edit_change(edit_change)
 
 # %% [markdown]
@@ -235,9 +233,8 @@ print(f"||dW k|| = {float((dW @ k).norm()):.4f} on a retain key; on its preserve
 # `changed` column: which question ids got a different greedy answer after the single-fact edit?
 # Set `changed` to a set of ids.
 
-# %%
+# %% exercise="changed_answers"
 changed = ...
 
-if show_solutions:
-    changed = ex.reference("changed_answers", before, after)
+# %%
 ex.check_changed_answers(before, after, changed)

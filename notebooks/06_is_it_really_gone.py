@@ -42,7 +42,6 @@ steps = 30                          # unlearning steps of each objective
 lrs = {"ga": 3e-4, "npo": 3e-4}     # objective -> learning rate
 max_new_tokens = 32                 # length of the greedy answers the metrics read
 figures_dir = "figures"             # where PNG figures are written (None: do not save)
-show_solutions = False              # instructors: run the exercise checks on the reference solutions
 
 # %%
 import pandas as pd
@@ -129,7 +128,7 @@ for n in results:
 # `n = max(1, int(k * T))` lowest of the `T`, and return **minus** their mean. A row whose rarest
 # tokens are still likely scores low: it looks like a member.
 
-# %%
+# %% exercise="min_k"
 def min_k(token_logprobs, k=0.4):
     """Min-K% membership score (nats): higher = looks less like training data."""
     # YOUR CODE HERE
@@ -137,7 +136,7 @@ def min_k(token_logprobs, k=0.4):
 
 
 # %%
-ex.check_min_k(ex.reference("min_k") if show_solutions else min_k)
+ex.check_min_k(min_k)
 
 # %% [markdown]
 # ### Exercise 2 · Closest to the gold standard
@@ -147,11 +146,11 @@ ex.check_min_k(ex.reference("min_k") if show_solutions else min_k)
 # From the AUC table, which **unlearned** model (not `target`, not `retain`) has the Min-K% AUC
 # closest to the retain model's? Give its name as it appears in the table.
 
-# %%
+# %% exercise="closest_to_retain"
 closest = ...  # a model name from the AUC table, e.g. "GA"
 
 # %%
-ex.check_closest_to_retain(summary, ex.reference("closest_to_retain", summary) if show_solutions else closest)
+ex.check_closest_to_retain(summary, closest)
 
 # %% [markdown]
 # ## 3. Robustness attacks: removed or hidden?

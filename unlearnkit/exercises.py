@@ -8,18 +8,23 @@ function raising ``NotImplementedError``, or the placeholder ``...``), so that a
 top to bottom before anyone has filled anything in.
 
 Solutions are for instructors: ``reference(name)`` returns the reference function or answer and
-``solution(name)`` its source, so a notebook can run its checks on the solutions with a
-``show_solutions`` parameter (``papermill -p show_solutions True``) without showing them to
-students by default.
+``solution(name)`` its self-contained source. The notebooks hold only the stubs; the course build
+(:mod:`unlearnkit.course`) writes a solution version of every notebook with each exercise cell
+filled from ``solution(name)``, so no solution is written twice. ``EXERCISES`` lists them all, each
+with its notebook, its kind (``KINDS``) and its task.
 """
 
 from __future__ import annotations
 
+import ast
+import builtins
 import inspect
 import math
+import pprint
 import re
 import textwrap
 from collections import Counter
+from typing import NamedTuple
 
 __all__ = ["ExerciseError", "check_rest_mass", "check_crossover", "check_states_fact", "check_token_entropy",
            "check_targeted", "check_lowest_token_entropy", "check_min_k", "check_closest_to_retain", "reference",
@@ -113,17 +118,53 @@ _TARGETED = {"ga": "untargeted", "npo": "untargeted", "me": "untargeted", "idk_n
 _REFERENCE = {"rest_mass": _rest_mass, "states_fact": _states_fact, "token_entropy": _token_entropy,
               "targeted": _TARGETED, "min_k": _min_k}
 
-#: exercise name -> (notebook, one-line task)
-EXERCISES = {
-    "rest_mass": ("01", "mass on 'everything else' from (text, mass) pairs, each distinct answer counted once"),
-    "crossover": ("01", "the first probe step at which the paraphrase carries more mass than the target"),
-    "states_fact": ("01", "does a generated answer still state the fact's value?"),
-    "token_entropy": ("02", "normalized unigram entropy of a generated answer's tokens"),
-    "targeted": ("02", "which objectives are targeted (train towards a chosen answer) and which are not"),
-    "lowest_token_entropy": ("02", "which unlearned model's answers have the lowest token entropy"),
-    "min_k": ("03", "the Min-K% membership score of a sequence's token log-probs"),
-    "closest_to_retain": ("03", "which unlearned model's forget-vs-holdout AUC is closest to the retain model's"),
+#: the kinds of exercise, each with what the student does
+KINDS = {
+    "predict": "predict before measuring: write down what will happen, then run the measurement",
+    "implement": "implement a loss or metric from its formula",
+    "choose": "choose a hyperparameter from a measured trade-off",
+    "break": "break an unlearned model: an attack that brings forgotten answers back",
+    "read": "read a result off a table or a widget",
 }
+
+
+class Exercise(NamedTuple):
+    notebook: str  #: the notebook's number ("01")
+    kind: str      #: a key of KINDS
+    task: str      #: the task in one line
+
+
+#: every exercise of the course, in course order: name -> Exercise(notebook, kind, task)
+EXERCISES = {
+    "crossover": Exercise("01", "read", "the first probe step at which the paraphrase carries more mass than the target"),
+    "rest_mass": Exercise("01", "implement", "mass on 'everything else' from (text, mass) pairs, each distinct answer "
+                          "counted once"),
+    "states_fact": Exercise("01", "implement", "does a generated answer still state the fact's value?"),
+    "token_entropy": Exercise("02", "implement", "normalized unigram entropy of a generated answer's tokens"),
+    "targeted": Exercise("02", "read", "which objectives are targeted (train towards a chosen answer) and which are not"),
+    "lowest_token_entropy": Exercise("02", "read", "which unlearned model's answers have the lowest token entropy"),
+    "memorization_accuracy": Exercise("03", "implement", "MA of a sequence by hand: greedy predictions vs the true "
+                                      "tokens"),
+    "extractable": Exercise("03", "predict", "which forget sequences the extraction attack still recovers after "
+                            "gradient ascent"),
+    "extrapolate": Exercise("04", "implement", "UIPE's extrapolation θ_u + α(θ_u − θ0) on a list of weights"),
+    "alpha_for_budget": Exercise("04", "choose", "the α of the sweep that forgets the indirect route best within a "
+                                 "utility budget"),
+    "carrier": Exercise("04", "read", "whose related fact carried the answer of an indirect probe"),
+    "edit_change": Exercise("05", "implement", "how much an edit changes the layer's output on a key (null-space "
+                            "property)"),
+    "changed_answers": Exercise("05", "predict", "which questions' greedy answers an edit changed"),
+    "min_k": Exercise("06", "implement", "the Min-K% membership score of a sequence's token log-probs"),
+    "closest_to_retain": Exercise("06", "read", "which unlearned model's forget-vs-holdout AUC is closest to the "
+                                  "retain model's"),
+}
+
+
+def exercise_table():
+    """The exercises as a table (name, notebook, kind, task), in course order."""
+    import pandas as pd
+
+    return pd.DataFrame([{"exercise": k, **e._asdict()} for k, e in EXERCISES.items()])
 
 
 def _closest(summary, metric: str = "mia_min_k", retain: str = "retain", exclude=("target",)):
@@ -138,35 +179,84 @@ def _lowest(summary):
     return d.idxmin()
 
 
-#: exercises whose answer depends on the run: computed from it
-_COMPUTED = {"crossover": lambda result: _crossover(result)[0], "lowest_token_entropy": _lowest,
-             "closest_to_retain": _closest}
+def _crossover_step(result):
+    """The first probe step at which the mean paraphrase mass exceeds the mean target mass (None: never)."""
+    return _crossover(result)[0]
 
 
-def reference(name: str, *run):
+def _changed_answers(before, after):
+    """The ids whose greedy answer differs between ``before`` and ``after`` (dicts id -> answer)."""
+    return {int(i) for i in before if before[i] != after.get(i)}
+
+
+#: exercises whose answer depends on the run: name -> the function computing it from the run (the
+#: check's own arguments, the answer left out)
+_COMPUTED = {"crossover": _crossover_step, "lowest_token_entropy": _lowest, "closest_to_retain": _closest,
+             "changed_answers": _changed_answers}
+
+
+def reference(name: str, *run, **options):
     """The reference solution of exercise ``name`` (a function or an answer); for instructors.
-    Answers that depend on the run are computed from it: ``reference("crossover", result)``,
-    ``reference("lowest_token_entropy", summary)``."""
+    Answers that depend on the run are computed from it, from the same arguments the check takes
+    before the answer: ``reference("crossover", result)``, ``reference("lowest_token_entropy", summary)``."""
+    if name not in EXERCISES:
+        raise KeyError(f"no exercise {name!r}; exercises: {sorted(EXERCISES)}")
     if name in _COMPUTED:
         if not run:
             raise TypeError(f"the answer to {name!r} depends on the run: reference({name!r}, <the run's result "
                             "or table>)")
-        return _COMPUTED[name](*run)
-    if name not in _REFERENCE:
-        raise KeyError(f"no exercise {name!r}; exercises: {sorted(EXERCISES)}")
+        return _COMPUTED[name](*run, **options)
     return _REFERENCE[name]
 
 
+def solution_function(name: str) -> str | None:
+    """The name of the function :func:`solution` defines last (the reference), or None when the
+    answer is a value (``solution`` is then its literal)."""
+    if name not in EXERCISES:
+        raise KeyError(f"no exercise {name!r}; exercises: {sorted(EXERCISES)}")
+    ref = _COMPUTED.get(name) or _REFERENCE[name]
+    return ref.__name__ if callable(ref) else None
+
+
 def solution(name: str) -> str:
-    """The reference solution's source code (or value), for instructors."""
-    if name in _COMPUTED:
-        fn = {"crossover": _crossover, "lowest_token_entropy": _lowest, "closest_to_retain": _closest,
-              "alpha_for_budget": _alpha_for_budget, "carrier": _carrier, **_COMPUTED_SOURCES}[name]
-        return textwrap.dedent(inspect.getsource(fn))
-    ref = reference(name)
-    if callable(ref):
-        return textwrap.dedent(inspect.getsource(ref))
-    return repr(ref)
+    """The reference solution's source code, self-contained (its imports and the helpers it calls
+    come first), or the literal of a value answer; for instructors and the course's solution build."""
+    if name not in EXERCISES:
+        raise KeyError(f"no exercise {name!r}; exercises: {sorted(EXERCISES)}")
+    ref = _COMPUTED.get(name) or _REFERENCE[name]
+    if not callable(ref):
+        return pprint.pformat(ref, sort_dicts=False)
+    imports, blocks = [], []
+    _gather(ref, imports, blocks, set())
+    head = "\n".join(dict.fromkeys(imports))
+    return (head + "\n\n\n" if head else "") + "\n\n".join(blocks)
+
+
+def _gather(fn, imports: list, blocks: list, seen: set) -> None:
+    """Append the imports ``fn`` needs and the sources of the module's helpers it calls (helpers first)."""
+    if fn.__name__ in seen:
+        return
+    seen.add(fn.__name__)
+    src = textwrap.dedent(inspect.getsource(fn))
+    tree = ast.parse(src)
+    bound = {a.arg for a in ast.walk(tree) if isinstance(a, ast.arg)}
+    bound |= {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and not isinstance(n.ctx, ast.Load)}
+    bound |= {(a.asname or a.name).split(".")[0] for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))
+              for a in n.names}
+    free = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)} - bound
+    for n in sorted(free - {fn.__name__} - set(dir(builtins))):
+        obj = globals().get(n)
+        if obj is None:
+            raise RuntimeError(f"the solution of {fn.__name__} uses {n!r}, which unlearnkit.exercises does not define")
+        if inspect.ismodule(obj):
+            imports.append(f"import {obj.__name__}" + ("" if obj.__name__ == n else f" as {n}"))
+        elif inspect.isfunction(obj) and obj.__module__ == __name__:
+            _gather(obj, imports, blocks, seen)
+        elif getattr(obj, "__module__", __name__) != __name__ and (inspect.isclass(obj) or inspect.isfunction(obj)):
+            imports.append(f"from {obj.__module__} import {n}")
+        else:
+            imports.append(f"from {__name__} import {n}")
+    blocks.append(src.rstrip() + "\n")
 
 
 # -- notebook 01: squeezing ---------------------------------------------------------------------------
@@ -439,9 +529,6 @@ def _carrier(carriers, probe_id) -> str:
 _REFERENCE["extrapolate"] = _extrapolate
 _COMPUTED["alpha_for_budget"] = _alpha_for_budget
 _COMPUTED["carrier"] = _carrier
-EXERCISES["extrapolate"] = ("05", "UIPE's extrapolation θ_u + α(θ_u − θ0) on a list of weights")
-EXERCISES["alpha_for_budget"] = ("05", "the α of the sweep that forgets the indirect route best within a utility budget")
-EXERCISES["carrier"] = ("05", "whose related fact carried the answer of an indirect probe")
 __all__ += ["check_extrapolate", "check_alpha_for_budget", "check_carrier"]
 
 
@@ -532,10 +619,6 @@ def check_carrier(carriers, probe_id, answer) -> Outcome:
 
 # -- notebook 03: memorization ------------------------------------------------------------------------
 
-#: computed exercises of later notebooks: name -> the function whose source solution() shows
-_COMPUTED_SOURCES: dict = {}
-
-
 def _memorization_accuracy(preds, target) -> float:
     """MA: the share of positions where the greedy (teacher-forced) prediction equals the target token."""
     return sum(int(p == t) for p, t in zip(preds, target)) / len(target)
@@ -548,11 +631,6 @@ def _extractable(recovered) -> list:
 
 _REFERENCE["memorization_accuracy"] = _memorization_accuracy
 _COMPUTED["extractable"] = _extractable
-_COMPUTED_SOURCES["extractable"] = _extractable
-EXERCISES.update({
-    "memorization_accuracy": ("04", "MA of a sequence by hand: greedy predictions vs the true tokens"),
-    "extractable": ("04", "which forget sequences the extraction attack still recovers after gradient ascent"),
-})
 __all__ += ["check_memorization_accuracy", "check_extractable"]
 
 
@@ -620,8 +698,6 @@ def _edit_change(dW, k):
 
 
 _REFERENCE["edit_change"] = _edit_change
-EXERCISES["edit_change"] = ("06", "how much an edit changes the layer's output on a key (null-space property)")
-EXERCISES["changed_answers"] = ("06", "which questions' greedy answers an edit changed")
 
 
 def check_edit_change(fn) -> Outcome:
@@ -666,7 +742,7 @@ def check_changed_answers(before: dict, after: dict, answer) -> Outcome:
         got = {int(a) for a in answer}
     except (TypeError, ValueError):
         raise ExerciseError(f"`changed` should be a set of question ids (ints), not {answer!r}.") from None
-    want = {int(i) for i in before if before[i] != after.get(i)}
+    want = _changed_answers(before, after)
     unknown = got - set(int(i) for i in before)
     if unknown:
         raise ExerciseError(f"ids {sorted(unknown)} are not among the questions shown ({sorted(before)}).")
@@ -676,4 +752,3 @@ def check_changed_answers(before: dict, after: dict, answer) -> Outcome:
     raise ExerciseError("Not quite: " + "; ".join(
         x for x in (f"the answers of {missed} changed too" if missed else "",
                     f"the answers of {extra} did not change" if extra else "") if x) + ".")
-_COMPUTED["changed_answers"] = lambda before, after: {int(i) for i in before if before[i] != after.get(i)}
