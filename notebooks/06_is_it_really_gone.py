@@ -197,6 +197,33 @@ samples = robust[(robust.metric == "collapse") & (robust.model.isin(list(results
 samples.groupby("model", sort=False).head(3)[["model", "generation", "value"]]
 
 # %% [markdown]
+# ### Exercise 3 · Break it: bring GA's answers back
+#
+# > Difficulty ●●●○○ · ~10 min
+#
+# Be the attacker. Write `relearn_attack(model, tok, rows)`: return a **copy** of `model`
+# fine-tuned on `rows`, a quarter of the forget questions with their answers. The other forget rows
+# are held back: your attack never sees them. The check scores the held-back answers on GA's model
+# before and after your attack, and passes when at least half of the probability that unlearning
+# removed comes back. `uk.metrics.finetune_copy(model, tok, questions, answers, steps=..., lr=...)`
+# does the fine-tuning; the steps and the learning rate are yours to choose.
+
+# %%
+relearn_idx, held_idx = uk.metrics.relearn_split(len(forget), fraction=0.25, seed=seed)
+rows, held_out = forget.select(relearn_idx.tolist()), forget.select(held_idx.tolist())
+print(f"the attack sees {len(rows)} forget rows; {len(held_out)} are held back")
+
+# %% exercise="relearn_attack"
+def relearn_attack(model, tok, rows):
+    """A copy of ``model`` fine-tuned on ``rows`` (question/answer pairs)."""
+    # YOUR CODE HERE
+    raise NotImplementedError
+
+
+# %%
+ex.check_relearn_attack(models["GA"], model, tok, rows, held_out, relearn_attack)
+
+# %% [markdown]
 # ## 4. Check yourself
 #
 # What must hold whatever the run: AUCs lie in [0, 1]; the target model, trained on the forget

@@ -96,3 +96,26 @@ def no_kit_deprecations():
     new = _kit_deprecations[start:]
     if new:
         pytest.fail("the kit triggered deprecation warnings (use the current API):\n" + "\n".join(sorted(set(new))))
+
+
+# -- the notebook run's total time, printed at the end of the session ---------------------------------
+_NOTEBOOK_TIMES = pytest.StashKey[dict]()
+
+
+@pytest.fixture(scope="session")
+def notebook_times(pytestconfig):
+    """notebook name -> {"papermill": s, "nbval": s}; tests/test_notebooks.py fills it, the summary prints it."""
+    return pytestconfig.stash.setdefault(_NOTEBOOK_TIMES, {})
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    times = config.stash.get(_NOTEBOOK_TIMES, None)
+    if not times:
+        return
+    pm = sum(t.get("papermill", 0) for t in times.values())
+    nv = sum(t.get("nbval", 0) for t in times.values())
+    terminalreporter.write_sep("-", "notebook time")
+    for name, t in times.items():
+        terminalreporter.write_line(f"{name}: papermill {t.get('papermill', 0):.0f} s, nbval {t.get('nbval', 0):.0f} s")
+    terminalreporter.write_line(f"total notebook time: {pm + nv:.0f} s for {len(times)} notebooks "
+                                f"(papermill {pm:.0f} s + nbval {nv:.0f} s)")

@@ -23,7 +23,7 @@ LAYERS = {
     "objectives": 3, "metrics": 3,
     "train": 4,
     "editing": 5, "viz": 5, "sweep": 5, "exercises": 5, "docs": 5,
-    "cli": 6, "__init__": 6,
+    "cli": 6, "course": 6, "__init__": 6,
 }
 #: siblings on one layer that must not import each other
 APART = [("objectives", "metrics")]

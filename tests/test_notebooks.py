@@ -1,16 +1,25 @@
-"""Every notebook runs headless with papermill (quick parameters), then validates under nbval.
+"""Every notebook runs headless with papermill (quick parameters), then validates under nbval; the
+run is the course's **solution version** (tests/test_course.py says why), so it also asserts that
+every exercise check passes. The executed notebooks then make the course site (``make book``'s
+pages), checked for error outputs without executing anything again.
 
 nbval (``--nbval-lax``) re-executes the papermill output, whose injected ``quick=True`` cell keeps
-it fast, and fails on any exception, also inside cells whose output papermill would not check.
+it fast, and fails on any exception, also inside cells whose output papermill would not check. The
+session ends with a line giving the total notebook time.
 """
 
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+
+from unlearnkit import course
 
 NB_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 NOTEBOOKS = sorted(p for p in NB_DIR.glob("*.ipynb"))
@@ -28,13 +37,30 @@ def _widget_errors(nb: dict) -> list[str]:
     return errs
 
 
+@pytest.fixture(scope="session")
+def solution_dir(tmp_path_factory):
+    """The solution version of every notebook (built, not executed)."""
+    d = tmp_path_factory.mktemp("course") / "solution"
+    course.build(NB_DIR, solution=d)
+    return d
+
+
+@pytest.fixture(scope="session")
+def executed_dir(tmp_path_factory):
+    """Where each notebook that ran through cleanly is copied, for the course site test."""
+    return tmp_path_factory.mktemp("executed")
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_notebook_papermill_then_nbval(path, tmp_path, tiny, tiny_retain):
+def test_notebook_papermill_then_nbval(path, tmp_path, solution_dir, executed_dir, notebook_times, tiny,
+                                       tiny_retain):
     import papermill as pm
 
     out = tmp_path / path.name
-    pm.execute_notebook(str(path), str(out), parameters={"quick": True, "figures_dir": str(tmp_path / "figures")},
-                        cwd=str(NB_DIR), progress_bar=False, kernel_name="python3")
+    t0 = time.perf_counter()
+    pm.execute_notebook(str(solution_dir / path.name), str(out), cwd=str(NB_DIR), progress_bar=False,
+                        kernel_name="python3", parameters={"quick": True, "figures_dir": str(tmp_path / "figures")})
+    notebook_times[path.stem] = {"papermill": time.perf_counter() - t0}
     nb = json.loads(out.read_text())
     assert not _widget_errors(nb)
     errors = [o for c in nb["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
@@ -43,8 +69,43 @@ def test_notebook_papermill_then_nbval(path, tmp_path, tiny, tiny_retain):
               if o.get("output_type") == "stream" and o.get("name") == "stderr"]
     assert not stderr, f"{path.name} wrote to stderr (a warning or a progress bar): {stderr}"
     assert list((tmp_path / "figures").glob("*.png")), "the notebook saved no figure"
+    for e in course.exercise_cells(nb, path.name):  # the solution version: every check passes
+        text = "".join(o.get("text", "") for o in nb["cells"][e.check].get("outputs", []) if "text" in o)
+        assert re.search(r"^✓ ", text, flags=re.M) and "not done yet" not in text, \
+            f"{path.name}: the check of exercise {e.name!r} did not pass on its solution: {text!r}"
     env = {**os.environ, "TQDM_DISABLE": "1"}
+    t0 = time.perf_counter()
     r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax",
                         "--nbval-current-env", "--nbval-cell-timeout=600", str(out)],
                        cwd=str(tmp_path), env=env, capture_output=True, text=True)
+    notebook_times[path.stem]["nbval"] = time.perf_counter() - t0
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
+    shutil.copy(out, executed_dir / path.name)
+
+
+def test_course_site_from_the_executed_notebooks(executed_dir, tmp_path):
+    """``make book``'s site, rendered from the notebooks executed above (nothing runs again): an
+    index in course order, one page per notebook, no error output on any page, nothing fetched from
+    the network, and every figure and widget image of the notebook on its page."""
+    done = sorted(executed_dir.glob("*.ipynb"))
+    if len(done) < len(NOTEBOOKS):
+        pytest.skip(f"{len(done)} of {len(NOTEBOOKS)} notebooks ran through in this session: the site needs all "
+                    "(run tests/test_notebooks.py whole)")
+    t0 = time.perf_counter()
+    r = course.book(executed_dir, tmp_path / "book")
+    took = time.perf_counter() - t0
+    assert r["pages"] == ["index.html"] + [p.stem + ".html" for p in NOTEBOOKS] and not r["errors"]
+    index = (tmp_path / "book" / "index.html").read_text(encoding="utf-8")
+    at = [index.index(f'href="{p.stem}.html"') for p in NOTEBOOKS]
+    assert at == sorted(at), "the index lists the notebooks in course order"
+    for p in NOTEBOOKS:
+        page = (tmp_path / "book" / f"{p.stem}.html").read_text(encoding="utf-8")
+        assert not course.page_errors(page) and "Traceback" not in page, p.stem
+        assert not course.remote_fetches(page), (p.stem, course.remote_fetches(page))
+        nb = json.loads((executed_dir / p.name).read_text())
+        pngs = sum("image/png" in o.get("data", {}) for c in nb["cells"] for o in c.get("outputs", []))
+        widgets = sum("application/vnd.jupyter.widget-view+json" in o.get("data", {})
+                      for c in nb["cells"] for o in c.get("outputs", []))
+        shown = page.count('src="data:image/png;base64,')
+        assert pngs >= 1 and shown == pngs, f"{p.stem}: {pngs} figures and widget images ({widgets} widgets), {shown} shown"
+    print(f"\ncourse site: {len(r['pages'])} pages in {took:.1f} s")

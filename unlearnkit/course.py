@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import exercises as ex
-from .io import atomic_dir, atomic_write_text
+from .io import atomic_dir
 
 __all__ = ["ExerciseCells", "exercise_cells", "solution_notebook", "student_notebook", "build", "execute", "book",
            "page_errors", "remote_fetches", "CourseError"]
@@ -202,9 +202,8 @@ def build(source="notebooks", student=None, solution=None, notebooks=None, overw
     if student is None and solution is None:
         raise CourseError("build: give student=<folder>, solution=<folder>, or both")
     paths = _notebooks(Path(source), notebooks)
-    versions = {"student": (student, student_notebook), "solution": (solution, solution_notebook)}
     report = {"notebooks": [p.name for p in paths], "exercises": {}}
-    for which, (folder, make) in versions.items():
+    for folder, make in ((student, student_notebook), (solution, solution_notebook)):
         if folder is None:
             continue
         with atomic_dir(folder, overwrite=overwrite) as tmp:
@@ -292,8 +291,8 @@ def book(executed, out, title: str = "unlearnkit: the course") -> dict:
     with each notebook's title and first lines, and the exercise table. Returns
     ``{"pages": [...], "errors": {page: [...]}}``; raises :class:`CourseError` if a page holds an
     error output."""
-    from nbconvert import HTMLExporter
     import nbformat
+    from nbconvert import HTMLExporter
 
     paths = _notebooks(Path(executed))
     exporter = HTMLExporter(template_name="lab", mathjax_url="", require_js_url="", widget_renderer_url="")

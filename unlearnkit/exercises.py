@@ -157,6 +157,8 @@ EXERCISES = {
     "min_k": Exercise("06", "implement", "the Min-K% membership score of a sequence's token log-probs"),
     "closest_to_retain": Exercise("06", "read", "which unlearned model's forget-vs-holdout AUC is closest to the "
                                   "retain model's"),
+    "relearn_attack": Exercise("06", "break", "a relearning attack that brings GA's held-back forget answers back "
+                               "from a few forget rows"),
 }
 
 
@@ -752,3 +754,67 @@ def check_changed_answers(before: dict, after: dict, answer) -> Outcome:
     raise ExerciseError("Not quite: " + "; ".join(
         x for x in (f"the answers of {missed} changed too" if missed else "",
                     f"the answers of {extra} did not change" if extra else "") if x) + ".")
+
+
+# -- notebook 06: breaking an unlearned model ----------------------------------------------------------
+
+def _relearn_attack(model, tok, rows):
+    """The relearning attack: fine-tune a copy of the unlearned model on a few forget rows (10 AdamW
+    steps at 3e-4; the kit's own `relearning` metric uses 1e-4, gentler)."""
+    from unlearnkit.metrics import finetune_copy
+
+    return finetune_copy(model, tok, rows["question"], rows["answer"], steps=10, lr=3e-4)
+
+
+_REFERENCE["relearn_attack"] = _relearn_attack
+__all__ += ["check_relearn_attack"]
+
+
+def check_relearn_attack(unlearned, target, tok, rows, held_out, fn, recover: float = 0.5) -> Outcome:
+    """``fn(model, tok, rows) -> model``: an attack on the unlearned model that fine-tunes a copy of
+    it on ``rows`` (a few forget rows). It passes when, on the ``held_out`` forget rows (never shown
+    to the attack), the answers' mean probability climbs back by at least ``recover`` (half) of what
+    unlearning removed: ``(after - unlearned) >= recover * (target - unlearned)``."""
+    from unlearnkit.io import model_digest
+    from unlearnkit.scoring import score_pairs
+
+    name = "relearn_attack"
+    if not callable(fn):
+        raise ExerciseError(f"'{name}' should be a function, but it is a {type(fn).__name__}")
+    try:
+        fn(None, None, None)
+    except NotImplementedError:
+        return _pending(name, "Replace `raise NotImplementedError` with your attack. Hint: uk.metrics.finetune_copy "
+                              "fine-tunes a copy of a model on question/answer pairs; try a few steps, and more than "
+                              "the kit's gentle learning rate.")
+    except Exception:  # noqa: BLE001 - a real attack cannot run on None: called for real below
+        pass
+    before = model_digest(unlearned)
+    attacked = fn(unlearned, tok, rows)
+    if not hasattr(attacked, "parameters") or not callable(getattr(attacked, "forward", None)):
+        raise ExerciseError(f"{name} should return the attacked model, but it returned {type(attacked).__name__}.")
+    if model_digest(unlearned) != before:
+        raise ExerciseError("Your attack changed the unlearned model itself. Work on a copy (finetune_copy makes one), "
+                            "so the model under attack stays as unlearning left it.")
+    if attacked is unlearned:
+        raise ExerciseError("Your attack returned the unlearned model unchanged: fine-tune a copy on `rows`.")
+
+    def prob(m):
+        return float(score_pairs(m, tok, held_out["question"], held_out["answer"])["prob"].mean())
+
+    p_t, p_u, p_a = prob(target), prob(unlearned), prob(attacked)
+    removed = p_t - p_u
+    if removed <= 0.05:
+        raise ExerciseError(f"Unlearning removed little here (held-back answers {p_t:.3f} -> {p_u:.3f}): there is "
+                            "nothing to bring back. Unlearn harder (more steps or a larger learning rate) first.")
+    back = (p_a - p_u) / removed
+    msg = (f"held-back answers' probability: target {p_t:.3f}, unlearned {p_u:.3f}, after your attack {p_a:.3f} "
+           f"({back:.0%} of what unlearning removed came back)")
+    if p_a <= p_u:
+        raise ExerciseError(f"Your attack brought nothing back ({msg}). Fine-tune on `rows` with the answer-token NLL; "
+                            "try more steps or a larger learning rate.")
+    if back < recover:
+        raise ExerciseError(f"Not broken yet: {msg}; aim for at least {recover:.0%}. Try more steps or a larger "
+                            "learning rate (too large overshoots: watch the number).")
+    return _ok(f"Broken: {msg}, from {len(rows)} rows the attack saw, on {len(held_out)} it never saw. The answers "
+               "were suppressed, not erased.")
