@@ -16,7 +16,7 @@ export PYTHONHASHSEED = 0
 # free machine; tests run one torch thread per process, so they never spin-wait against each other)
 export UNLEARNKIT_CACHE ?= $(CURDIR)/.cache
 
-.PHONY: setup demo test lab bench lint notebooks docs lock clean browser-deps
+.PHONY: setup demo test lab bench lint notebooks docs lock clean browser-deps course book binder-url
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -65,6 +65,22 @@ lock:
 	.lockvenv/bin/pip install -q "torch==2.13.0" && .lockvenv/bin/pip install -q -e ".[dev]"
 	{ head -2 constraints.txt; .lockvenv/bin/pip freeze --exclude-editable | sed 's/^torch==2.13.0+cpu$$/torch==2.13.0/'; } > constraints.new
 	mv constraints.new constraints.txt && rm -rf .lockvenv
+
+# the course from one source (notebooks/): a student version (stubs and checks, no solutions) and a
+# solution version (each exercise filled from unlearnkit.exercises.solution) of every notebook
+course: $(STAMP)
+	$(PY) -m unlearnkit.course build --student build/course/student --solution build/course/solution
+
+# the course site, readable offline: the solution version executed with the quick parameters
+# (papermill, into build/executed/), rendered with nbconvert into build/book/ (open build/book/index.html)
+book: $(STAMP)
+	$(PY) -m unlearnkit.course build --solution build/course/solution
+	OMP_NUM_THREADS=1 $(PY) -m unlearnkit.course execute build/course/solution build/executed --cwd notebooks
+	$(PY) -m unlearnkit.course book build/executed build/book
+
+# the mybinder.org launch link of this clone (read from its git remote 'origin')
+binder-url: $(STAMP)
+	@$(PY) -m unlearnkit.course binder
 
 # the reference pages (objectives, metrics, loop parameters), generated from the registries
 docs: $(STAMP)

@@ -104,7 +104,8 @@ _NOTEBOOK_TIMES = pytest.StashKey[dict]()
 
 @pytest.fixture(scope="session")
 def notebook_times(pytestconfig):
-    """notebook name -> {"papermill": s, "nbval": s}; tests/test_notebooks.py fills it, the summary prints it."""
+    """notebook name -> {"papermill": s, "nbval": s, "peak_rss_mb": MB}; tests/test_notebooks.py fills it, the
+    session summary prints it."""
     return pytestconfig.stash.setdefault(_NOTEBOOK_TIMES, {})
 
 
@@ -116,6 +117,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     nv = sum(t.get("nbval", 0) for t in times.values())
     terminalreporter.write_sep("-", "notebook time")
     for name, t in times.items():
-        terminalreporter.write_line(f"{name}: papermill {t.get('papermill', 0):.0f} s, nbval {t.get('nbval', 0):.0f} s")
+        terminalreporter.write_line(f"{name}: papermill {t.get('papermill', 0):.0f} s, nbval {t.get('nbval', 0):.0f} s, "
+                                    f"peak RSS {t.get('peak_rss_mb', 0):.0f} MB")
+    rss = max((t.get("peak_rss_mb", 0), name) for name, t in times.items())
     terminalreporter.write_line(f"total notebook time: {pm + nv:.0f} s for {len(times)} notebooks "
-                                f"(papermill {pm:.0f} s + nbval {nv:.0f} s)")
+                                f"(papermill {pm:.0f} s + nbval {nv:.0f} s); peak RSS {rss[0]:.0f} MB ({rss[1]})")

@@ -1,11 +1,11 @@
-"""A real browser drives the squeeze explorer in JupyterLab.
+"""A real browser drives the squeeze explorer and the entropy explorer in JupyterLab.
 
-The test starts JupyterLab on a free loopback port (no token) over a temporary copy of the
-notebooks folder in which the squeezing notebook runs with its quick parameters, opens that
-notebook in headless Chromium (Debian's ``/usr/bin/chromium``, driven by Playwright's Python
-package: browsers cannot be downloaded here), runs the cells up to the squeeze explorer, moves the
-step slider with the keyboard, and checks that the rendered figure and table change. A screenshot
-goes to ``test-artifacts/``.
+The tests start JupyterLab on a free loopback port (no token) over a temporary copy of the
+notebooks folder in which the squeezing notebook (01) and the entropy notebook (02) run with their
+quick parameters, open each notebook in headless Chromium (Debian's ``/usr/bin/chromium``, driven
+by Playwright's Python package: browsers cannot be downloaded here), run the cells up to the
+explorer, move its step slider with the keyboard, and check that the rendered figure and table
+change (and come back when the slider does). Screenshots go to ``test-artifacts/``.
 
 Without chromium the test skips (locally) or fails (when the ``CI`` environment variable is set):
 ``make browser-deps`` installs it.
@@ -30,6 +30,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.timeout(900)]
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = Path(os.environ.get("UNLEARNKIT_CHROMIUM", "/usr/bin/chromium"))  # Debian's package
 NOTEBOOK = "01_squeezing_and_beliefs.ipynb"
+ENTROPY_NOTEBOOK = "02_entropy_and_answer_preservation.ipynb"
 ARTIFACTS = REPO / "test-artifacts"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
@@ -59,9 +60,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _quick_copy(src: Path, dst: Path, figures: Path) -> int:
+def _quick_copy(src: Path, dst: Path, figures: Path, widget: str = "SqueezeExplorer(") -> int:
     """Copy the notebook with its parameters cell switched to quick mode; return the index of the
-    cell that displays the squeeze explorer."""
+    cell that builds the explorer (``widget``)."""
     nb = json.loads(src.read_text())
     params = [c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
     assert params, f"{src.name} has no cell tagged 'parameters'"
@@ -72,7 +73,7 @@ def _quick_copy(src: Path, dst: Path, figures: Path) -> int:
     params[0]["source"] = code
     dst.write_text(json.dumps(nb, indent=1))
     return next(i for i, c in enumerate(nb["cells"]) if c["cell_type"] == "code"
-                and "SqueezeExplorer(" in "".join(c["source"]))
+                and widget in "".join(c["source"]))
 
 
 @pytest.fixture(scope="module")
@@ -84,6 +85,8 @@ def lab(tmp_path_factory, tiny, tiny_retain):
     for p in (REPO / "notebooks").glob("*.ipynb"):
         shutil.copy(p, nbdir / p.name)
     explorer_cell = _quick_copy(REPO / "notebooks" / NOTEBOOK, nbdir / NOTEBOOK, root / "figures")
+    entropy_cell = _quick_copy(REPO / "notebooks" / ENTROPY_NOTEBOOK, nbdir / ENTROPY_NOTEBOOK, root / "figures",
+                               "EntropyExplorer(")
     port = _free_port()
     env = {**os.environ, "UNLEARNKIT_CACHE": os.environ.get("UNLEARNKIT_CACHE", str(REPO / ".cache")),
            "TOKENIZERS_PARALLELISM": "false", "TRANSFORMERS_VERBOSITY": "error", "TQDM_DISABLE": "1",
@@ -113,7 +116,7 @@ def lab(tmp_path_factory, tiny, tiny_retain):
                 log.flush()
                 pytest.fail(f"JupyterLab did not start:\n{(root / 'lab.log').read_text()[-3000:]}")
             time.sleep(1)
-        yield {"url": url, "root": root, "explorer_cell": explorer_cell}
+        yield {"url": url, "root": root, "explorer_cell": explorer_cell, "entropy_cell": entropy_cell}
     finally:
         proc.terminate()
         try:
@@ -131,13 +134,15 @@ KERNEL_IDLE = """() => {
 CHANGED = "([sel, old]) => { const e = document.querySelector(sel); return !!e && e.innerHTML !== old; }"
 
 
-def test_squeeze_explorer_slider_in_jupyterlab(playwright_api, lab):
+def _drive_explorer(playwright_api, lab, notebook: str, cell: int, info_sel: str, name: str):
+    """Open ``notebook``, run it up to the explorer built in cell ``cell``, move the step slider one
+    step back and forth; the table (``info_sel``) and the figure change, then come back."""
     ARTIFACTS.mkdir(exist_ok=True)
     with playwright_api() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         try:
-            page.goto(f"{lab['url']}/lab/tree/notebooks/{NOTEBOOK}", timeout=120_000)
+            page.goto(f"{lab['url']}/lab/tree/notebooks/{notebook}", timeout=120_000)
             page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=120_000)
             page.wait_for_function(KERNEL_IDLE, timeout=180_000)
             news = page.get_by_role("button", name="No", exact=True)  # "notified about Jupyter news?" toast
@@ -148,12 +153,12 @@ def test_squeeze_explorer_slider_in_jupyterlab(playwright_api, lab):
                 const nb = window.jupyterapp.shell.currentWidget.content;
                 nb.activeCellIndex = i;
                 nb.mode = 'command';
-            }""", lab["explorer_cell"])
+            }""", cell)
             page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-above')")
             page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-cell')")
             slider = page.locator(".jp-OutputArea .widget-slider").first
             slider.wait_for(timeout=600_000)
-            info = page.locator(".jp-OutputArea .uk-squeeze").first
+            info = page.locator(f".jp-OutputArea {info_sel}").first
             info.wait_for(timeout=60_000)
             image = page.locator(".jp-OutputArea .widget-image").first
             page.wait_for_function(KERNEL_IDLE, timeout=120_000)
@@ -161,24 +166,32 @@ def test_squeeze_explorer_slider_in_jupyterlab(playwright_api, lab):
             assert before_src, "the explorer's figure is not shown"
             handle = slider.locator(".noUi-handle").first
             handle.scroll_into_view_if_needed()
-            page.screenshot(path=str(ARTIFACTS / "browser_squeeze_explorer_before.png"))
+            page.screenshot(path=str(ARTIFACTS / f"browser_{name}_before.png"))
             handle.focus()
             page.keyboard.press("ArrowLeft")  # the explorer opens at the last step: one step back
-            page.wait_for_function(CHANGED, arg=[".jp-OutputArea .uk-squeeze", before_html], timeout=120_000)
+            page.wait_for_function(CHANGED, arg=[f".jp-OutputArea {info_sel}", before_html], timeout=120_000)
             moved_html = info.inner_html()
             page.wait_for_function("([sel, old]) => document.querySelector(sel).getAttribute('src') !== old",
                                    arg=[".jp-OutputArea .widget-image", before_src], timeout=60_000)
             handle.focus()
             page.keyboard.press("ArrowRight")  # and forward again: back to the first view
-            page.wait_for_function(CHANGED, arg=[".jp-OutputArea .uk-squeeze", moved_html], timeout=120_000)
+            page.wait_for_function(CHANGED, arg=[f".jp-OutputArea {info_sel}", moved_html], timeout=120_000)
             assert info.inner_html() == before_html
             image.scroll_into_view_if_needed()
-            page.screenshot(path=str(ARTIFACTS / "browser_squeeze_explorer.png"))
+            page.screenshot(path=str(ARTIFACTS / f"browser_{name}.png"))
             errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
             tracebacks = [t for t in errors.all_inner_texts() if "Traceback" in t]
             assert not tracebacks, tracebacks[:2]
         except Exception:
-            page.screenshot(path=str(ARTIFACTS / "browser_failure.png"), full_page=True)
+            page.screenshot(path=str(ARTIFACTS / f"browser_{name}_failure.png"), full_page=True)
             raise
         finally:
             browser.close()
+
+
+def test_squeeze_explorer_slider_in_jupyterlab(playwright_api, lab):
+    _drive_explorer(playwright_api, lab, NOTEBOOK, lab["explorer_cell"], ".uk-squeeze", "squeeze_explorer")
+
+
+def test_entropy_explorer_slider_in_jupyterlab(playwright_api, lab):
+    _drive_explorer(playwright_api, lab, ENTROPY_NOTEBOOK, lab["entropy_cell"], ".uk-entropy", "entropy_explorer")

@@ -165,3 +165,10 @@ def test_build_says_what_is_wrong(tmp_path):
     with pytest.raises(course.CourseError, match="not found"):
         course.build(NB_DIR, student=tmp_path / "s", notebooks=["99"])
     assert not (tmp_path / "s").exists()
+
+
+def test_readme_lists_every_exercise_with_its_kind():
+    readme = (NB_DIR.parent / "README.md").read_text(encoding="utf-8")
+    for name, e in ex.EXERCISES.items():
+        assert f"| {e.notebook} | `{name}` | {e.kind} | {e.task} |" in readme, f"README: the row of {name!r}"
+    assert f"{len(ex.EXERCISES)} exercises (" in readme

@@ -24,6 +24,7 @@ from unlearnkit import course
 NB_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 NOTEBOOKS = sorted(p for p in NB_DIR.glob("*.ipynb"))
 pytestmark = pytest.mark.notebooks
+BINDER_GB = 2  #: mybinder.org's memory limit per user (its usage guidelines: 1-2 GB)
 
 
 def _widget_errors(nb: dict) -> list[str]:
@@ -35,6 +36,11 @@ def _widget_errors(nb: dict) -> list[str]:
             if out.get("output_type") == "error":
                 errs.append(f"{out.get('ename')}: {out.get('evalue')}")
     return errs
+
+
+def _text(output: dict) -> str:
+    t = output.get("text", "")  # a string, or a list of lines as nbformat stores it on disk
+    return "".join(t) if isinstance(t, list) else t
 
 
 @pytest.fixture(scope="session")
@@ -65,21 +71,26 @@ def test_notebook_papermill_then_nbval(path, tmp_path, solution_dir, executed_di
     assert not _widget_errors(nb)
     errors = [o for c in nb["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors
-    stderr = [("".join(o.get("text", "")))[:300] for c in nb["cells"] for o in c.get("outputs", [])
+    stderr = [_text(o)[:300] for c in nb["cells"] for o in c.get("outputs", [])
               if o.get("output_type") == "stream" and o.get("name") == "stderr"]
     assert not stderr, f"{path.name} wrote to stderr (a warning or a progress bar): {stderr}"
     assert list((tmp_path / "figures").glob("*.png")), "the notebook saved no figure"
     for e in course.exercise_cells(nb, path.name):  # the solution version: every check passes
-        text = "".join(o.get("text", "") for o in nb["cells"][e.check].get("outputs", []) if "text" in o)
+        text = "".join(_text(o) for o in nb["cells"][e.check].get("outputs", []))
         assert re.search(r"^✓ ", text, flags=re.M) and "not done yet" not in text, \
             f"{path.name}: the check of exercise {e.name!r} did not pass on its solution: {text!r}"
     env = {**os.environ, "TQDM_DISABLE": "1"}
     t0 = time.perf_counter()
-    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax",
-                        "--nbval-current-env", "--nbval-cell-timeout=600", str(out)],
-                       cwd=str(tmp_path), env=env, capture_output=True, text=True)
-    notebook_times[path.stem]["nbval"] = time.perf_counter() - t0
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
+    log = tmp_path / "nbval.log"
+    with open(log, "w") as f:  # wait4: the peak RSS of nbval's process and of its kernel (its child)
+        p = subprocess.Popen([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax",
+                              "--nbval-current-env", "--nbval-cell-timeout=600", str(out)],
+                             cwd=str(tmp_path), env=env, stdout=f, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(p.pid, 0)
+        p.returncode = os.waitstatus_to_exitcode(status)
+    notebook_times[path.stem].update(nbval=time.perf_counter() - t0, peak_rss_mb=usage.ru_maxrss / 1024)
+    assert p.returncode == 0, log.read_text()[-5000:]
+    assert usage.ru_maxrss / 1024 ** 2 < BINDER_GB, f"{path.name} peaked at {usage.ru_maxrss / 1024:.0f} MB"
     shutil.copy(out, executed_dir / path.name)
 
 

@@ -45,7 +45,7 @@ from . import exercises as ex
 from .io import atomic_dir
 
 __all__ = ["ExerciseCells", "exercise_cells", "solution_notebook", "student_notebook", "build", "execute", "book",
-           "page_errors", "remote_fetches", "CourseError"]
+           "page_errors", "remote_fetches", "binder_url", "CourseError"]
 
 #: the cell metadata key that marks an exercise cell
 MARK = "exercise"
@@ -236,6 +236,32 @@ def execute(source, out, parameters=None, cwd=None, notebooks=None) -> dict:
     return times
 
 
+# -- Binder ----------------------------------------------------------------------------------------
+
+#: the launch link's pattern: <owner>/<repo> is the GitHub repository, <ref> a branch, tag or commit
+BINDER_PATTERN = "https://mybinder.org/v2/gh/{owner}/{repo}/{ref}?urlpath=lab/tree/notebooks/{notebook}"
+
+
+def binder_url(remote: str | None = None, ref: str = "HEAD", notebook: str = "00_tour.ipynb",
+               repo_dir=".") -> str | None:
+    """The mybinder.org launch link of the repository whose GitHub ``remote`` URL is given (https or
+    ssh form), or read from ``git remote get-url origin`` in ``repo_dir``; None when there is no
+    GitHub remote (the link needs one)."""
+    if remote is None:
+        import subprocess
+
+        try:
+            remote = subprocess.run(["git", "-C", str(repo_dir), "remote", "get-url", "origin"], capture_output=True,
+                                    text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return None
+    m = re.match(r"^(?:https://github\.com/|git@github\.com:|ssh://git@github\.com/)([\w.-]+)/([\w.-]+?)(?:\.git)?/?$",
+                 remote or "")
+    if not m:
+        return None
+    return BINDER_PATTERN.format(owner=m.group(1), repo=m.group(2), ref=ref, notebook=notebook)
+
+
 # -- the course site ---------------------------------------------------------------------------------
 
 _STDERR = "application/vnd.jupyter.stderr"
@@ -312,8 +338,10 @@ def book(executed, out, title: str = "unlearnkit: the course") -> dict:
             entries.append(f'<li><a href="{name}">{html.escape(nb_title)}</a><br>{_md_inline(intro)}</li>')
         rows = "".join(f"<tr><td>{e.notebook}</td><td><code>{n}</code></td><td class=kind>{e.kind}</td>"
                        f"<td>{html.escape(e.task)}</td></tr>" for n, e in ex.EXERCISES.items())
+        launch = binder_url(repo_dir=Path(executed).resolve().parent)
+        launch = f'<p><a href="{html.escape(launch)}">Launch the notebooks on Binder</a></p>' if launch else ""
         index = (f"<!DOCTYPE html><html><head><meta charset=utf-8><title>{html.escape(title)}</title>"
-                 f"<style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>"
+                 f"<style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>{launch}"
                  "<p>Every notebook of the course, executed with its quick parameters, in reading order. Read them "
                  "here without running anything; run them in <code>notebooks/</code> (or on Binder) to change the "
                  "parameters and do the exercises. The pages show the <b>solution version</b>: each exercise filled "
@@ -370,6 +398,7 @@ def main(argv=None) -> int:
     k = sub.add_parser("book", help="render executed notebooks into a static site")
     k.add_argument("executed")
     k.add_argument("out")
+    sub.add_parser("binder", help="print the mybinder.org launch link of this repository (from its git remote)")
     a = ap.parse_args(argv)
     try:
         if a.cmd == "build":
@@ -381,6 +410,13 @@ def main(argv=None) -> int:
         elif a.cmd == "execute":
             t = execute(a.source, a.out, {} if a.full else None, cwd=a.cwd)
             print(f"total notebook time: {sum(t.values()):.0f} s")
+        elif a.cmd == "binder":
+            url = binder_url()
+            if url is None:
+                print("no GitHub remote named origin; the link is " + BINDER_PATTERN.format(
+                    owner="<owner>", repo="<repo>", ref="HEAD", notebook="00_tour.ipynb"), file=sys.stderr)
+                return 1
+            print(url)
         else:
             r = book(a.executed, a.out)
             print(f"{len(r['pages'])} pages -> {Path(a.out) / 'index.html'}")
