@@ -160,6 +160,18 @@ ex.check_closest_to_retain(summary, closest)
 # the *other* rows. If their answers come back, the knowledge was suppressed, not erased. The retain
 # model shows what relearning does to a model that never knew those facts.
 
+# %% [markdown]
+# ### Exercise 3 · Predict, then measure
+#
+# > Difficulty ●○○○○ · ~2 min
+#
+# Before running the attacks: will relearning raise the probability of GA's held-back forget
+# answers **more** than it raises the retain model's (a model that never saw those facts)? Write
+# down `True` or `False`, then run the attacks.
+
+# %% exercise="relearning_prediction"
+prediction = ...  # True or False
+
 # %%
 robust = pd.concat([uk.evaluate(m, tok, data, ["robustness", "rouge", "collapse"], model_name=name, progress=False,
                                 max_new_tokens=max_new_tokens) for name, m in models.items()], ignore_index=True)
@@ -181,6 +193,9 @@ for n in results:
         more = "more than" if p.after > q.after + 0.05 else "about as much as" if abs(p.after - q.after) <= 0.05 else "less than"
         print(f"   {kind}: ROUGE-L recall {p.after:.2f}, {more} the retain model ({q.after:.2f}).")
 
+# %%
+ex.check_relearning_prediction(attacks, prediction)
+
 # %% [markdown]
 # A low score is not always forgetting. The **collapse** detector flags answers that repeat
 # themselves or are empty: output that every ROUGE-based score reads as "forgotten".
@@ -197,7 +212,7 @@ samples = robust[(robust.metric == "collapse") & (robust.model.isin(list(results
 samples.groupby("model", sort=False).head(3)[["model", "generation", "value"]]
 
 # %% [markdown]
-# ### Exercise 3 · Break it: bring GA's answers back
+# ### Exercise 4 · Break it: bring GA's answers back
 #
 # > Difficulty ●●●○○ · ~10 min
 #

@@ -234,3 +234,28 @@ def test_relearn_attack(quick_world, tiny, capsys):
 
     with pytest.raises(ex.ExerciseError, match="changed the unlearned model itself"):
         ex.check_relearn_attack(ga, model, tok, rows, held, in_place)
+
+
+def test_relearning_prediction(capsys):
+    def table(ga, retain):
+        return pd.DataFrame([{"model": m, "attack": "relearning (a few steps on other rows)", "measure": "probability",
+                              "before": b, "after": a, "change": a - b} for m, (b, a) in (("GA", ga), ("retain", retain))]
+                            + [{"model": "GA", "attack": "4-bit weights", "measure": "probability", "before": 0.1,
+                                "after": 0.9, "change": 0.8}])
+
+    t = table((0.36, 0.90), (0.01, 0.07))
+    assert not ex.check_relearning_prediction(t, ...)
+    assert "not done yet" in capsys.readouterr().out
+    assert ex.reference("relearning_prediction", t) is True
+    assert ex.check_relearning_prediction(t, True)
+    assert "suppressed, not erased" in capsys.readouterr().out
+    with pytest.raises(ex.ExerciseError, match=r"from 0.360 to 0.900 \(\+0.540\).*only suppressed"):
+        ex.check_relearning_prediction(t, False)
+    with pytest.raises(ex.ExerciseError, match="True or False"):
+        ex.check_relearning_prediction(t, "yes")
+    held = table((0.36, 0.38), (0.01, 0.20))
+    assert ex.check_relearning_prediction(held, False)
+    with pytest.raises(ex.ExerciseError, match="no more back"):
+        ex.check_relearning_prediction(held, True)
+    with pytest.raises(ex.ExerciseError, match="needs the relearning rows"):
+        ex.check_relearning_prediction(t[t.model == "GA"], True)

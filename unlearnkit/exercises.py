@@ -157,6 +157,8 @@ EXERCISES = {
     "min_k": Exercise("06", "implement", "the Min-K% membership score of a sequence's token log-probs"),
     "closest_to_retain": Exercise("06", "read", "which unlearned model's forget-vs-holdout AUC is closest to the "
                                   "retain model's"),
+    "relearning_prediction": Exercise("06", "predict", "before the attacks run: does relearning bring back more for GA "
+                                      "than for the retain model?"),
     "relearn_attack": Exercise("06", "break", "a relearning attack that brings GA's held-back forget answers back "
                                "from a few forget rows"),
 }
@@ -818,3 +820,41 @@ def check_relearn_attack(unlearned, target, tok, rows, held_out, fn, recover: fl
                             "learning rate (too large overshoots: watch the number).")
     return _ok(f"Broken: {msg}, from {len(rows)} rows the attack saw, on {len(held_out)} it never saw. The answers "
                "were suppressed, not erased.")
+
+
+def _relearning_helps_more(attacks, model: str = "GA", versus: str = "retain") -> bool:
+    """True if the relearning attack raises ``model``'s held-back answers' probability more than
+    ``versus``'s (``attacks``: :func:`unlearnkit.viz.attack_table`)."""
+    change = attacks[attacks.attack.str.startswith("relearning")].set_index("model")["change"]
+    return bool(change[model] > change[versus])
+
+
+_COMPUTED["relearning_prediction"] = _relearning_helps_more
+__all__ += ["check_relearning_prediction"]
+
+
+def check_relearning_prediction(attacks, prediction) -> Outcome:
+    """``prediction``: True if the relearning attack raises GA's held-back forget answers' probability
+    more than the retain model's (a model that never saw them), False if not; written down before
+    the attacks run, checked against ``attacks`` (:func:`unlearnkit.viz.attack_table`) after."""
+    name = "relearning_prediction"
+    if prediction is ...:
+        return _pending(name, "Set `prediction` to True or False before running the attacks.")
+    if not isinstance(prediction, bool):
+        raise ExerciseError(f"`prediction` should be True or False, not {prediction!r}.")
+    rel = attacks[attacks.attack.str.startswith("relearning")].set_index("model")
+    if not {"GA", "retain"} <= set(rel.index):
+        raise ExerciseError(f"the attacks table needs the relearning rows of 'GA' and 'retain'; it has {list(rel.index)}")
+    ga, ret = rel.loc["GA"], rel.loc["retain"]
+    truth = _relearning_helps_more(attacks)
+    said = (f"GA's held-back answers went from {ga.before:.3f} to {ga.after:.3f} ({ga.change:+.3f}), the retain "
+            f"model's from {ret.before:.3f} to {ret.after:.3f} ({ret.change:+.3f})")
+    if prediction == truth:
+        why = ("what GA removed comes back from a few related rows: suppressed, not erased" if truth else
+               "here GA's forgetting held up as well as never having known the facts")
+        return _ok(f"Right: {said}; {why}.")
+    if truth:
+        raise ExerciseError(f"Not this time: {said}. Relearning restores much more in GA's model than in one that "
+                            "never knew these facts: the knowledge was still there, only suppressed.")
+    raise ExerciseError(f"Not this time: {said}. In this run relearning brought GA no more back than it taught "
+                        "the retain model from scratch.")
