@@ -145,7 +145,7 @@ def _solution_cell(e: ExerciseCells, stub: str, where: str) -> str:
     if fn is None:  # a value answer
         return head + f"{e.answer} = {src}"
     if e.name in ex._COMPUTED:
-        return head + src.rstrip() + f"\n\n# the answer, {e.answer}, is computed from this run in the check cell below"
+        return head + src.rstrip() + f"\n\n\n# the answer, {e.answer}, is computed from this run in the check cell below"
     defs = [n for n in ast.parse(stub).body if isinstance(n, ast.FunctionDef)]
     if len(defs) != 1 or defs[0].name != e.answer:
         raise CourseError(f"{where}: the exercise cell of {e.name!r} must define one function, {e.answer}(...)")
@@ -227,7 +227,7 @@ def execute(source, out, parameters=None, cwd=None, notebooks=None) -> dict:
     times = {}
     for p in _notebooks(Path(source), notebooks):
         t0 = time.perf_counter()
-        tmp = out / f".{p.name}.running"
+        tmp = out / f".{p.stem}.running.ipynb"
         pm.execute_notebook(str(p), str(tmp), parameters=params, cwd=str(cwd or source), progress_bar=False,
                             kernel_name="python3")
         tmp.replace(out / p.name)
@@ -395,6 +395,7 @@ def main(argv=None) -> int:
     e.add_argument("out")
     e.add_argument("--cwd", help="the kernels' working folder (default: source)")
     e.add_argument("--full", action="store_true", help="the notebooks' own parameters instead of quick=True")
+    e.add_argument("--notebooks", nargs="*", help="stems or numbers (default: all)")
     k = sub.add_parser("book", help="render executed notebooks into a static site")
     k.add_argument("executed")
     k.add_argument("out")
@@ -408,7 +409,7 @@ def main(argv=None) -> int:
                 x for x in (f"student -> {a.student}" if a.student else "",
                             f"solution -> {a.solution}" if a.solution else "") if x))
         elif a.cmd == "execute":
-            t = execute(a.source, a.out, {} if a.full else None, cwd=a.cwd)
+            t = execute(a.source, a.out, {} if a.full else None, cwd=a.cwd, notebooks=a.notebooks)
             print(f"total notebook time: {sum(t.values()):.0f} s")
         elif a.cmd == "binder":
             url = binder_url()
