@@ -41,6 +41,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import nbformat
+
+# imported with the module: nbconvert's bleach import warns (html5lib's sanitizer), not a call of ours
+from nbconvert import HTMLExporter
+
 from . import exercises as ex
 from .io import atomic_dir
 
@@ -317,9 +322,6 @@ def book(executed, out, title: str = "unlearnkit: the course") -> dict:
     with each notebook's title and first lines, and the exercise table. Returns
     ``{"pages": [...], "errors": {page: [...]}}``; raises :class:`CourseError` if a page holds an
     error output."""
-    import nbformat
-    from nbconvert import HTMLExporter
-
     paths = _notebooks(Path(executed))
     exporter = HTMLExporter(template_name="lab", mathjax_url="", require_js_url="", widget_renderer_url="")
     entries, errors, pages = [], {}, []
