@@ -131,6 +131,10 @@ KERNEL_IDLE = """() => {
   const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;
   return !!k && k.status === 'idle';
 }"""
+CURRENT = """(name) => {
+  const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;
+  return !!w && !!w.context && w.context.path.endsWith(name);
+}"""
 CHANGED = "([sel, old]) => { const e = document.querySelector(sel); return !!e && e.innerHTML !== old; }"
 
 
@@ -142,8 +146,11 @@ def _drive_explorer(playwright_api, lab, notebook: str, cell: int, info_sel: str
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         try:
-            page.goto(f"{lab['url']}/lab/tree/notebooks/{notebook}", timeout=120_000)
+            # a workspace of its own, reset: JupyterLab would otherwise restore the notebooks an
+            # earlier test opened, and the commands below would run in whichever one is current
+            page.goto(f"{lab['url']}/lab/workspaces/{name}/tree/notebooks/{notebook}?reset", timeout=120_000)
             page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=120_000)
+            page.wait_for_function(CURRENT, arg=notebook, timeout=120_000)
             page.wait_for_function(KERNEL_IDLE, timeout=180_000)
             news = page.get_by_role("button", name="No", exact=True)  # "notified about Jupyter news?" toast
             if news.count():
@@ -154,8 +161,10 @@ def _drive_explorer(playwright_api, lab, notebook: str, cell: int, info_sel: str
                 nb.activeCellIndex = i;
                 nb.mode = 'command';
             }""", cell)
-            page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-above')")
-            page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-cell')")
+            # dispatched, not awaited: the kernel runs them in order, and the waits below have timeouts
+            # (and a screenshot) where an awaited command could hang until the test's own timeout
+            page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-above'); }")
+            page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-cell'); }")
             slider = page.locator(".jp-OutputArea .widget-slider").first
             slider.wait_for(timeout=600_000)
             info = page.locator(f".jp-OutputArea {info_sel}").first
