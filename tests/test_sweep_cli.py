@@ -61,3 +61,28 @@ def test_cli_evaluate_with_options_reference_and_holdout(tmp_path, capsys, tiny,
     assert cli(["evaluate", "--quick", "--metrics", "rouge", "--set", "max_new_tokenz=8"]) == 2
     assert "did you mean max_new_tokens" in capsys.readouterr().err.splitlines()[-1]
     assert (tmp_path / "eval.csv.manifest.json").exists()
+
+
+def test_cli_sweep_grid_axes_and_oracle(tmp_path, capsys, tiny, tiny_retain):
+    """``-p`` axes multiply with --methods/--seeds; --oracle evaluates the retain model once, with
+    the same metrics (forget quality included), into out/oracle; a rerun redoes nothing."""
+    import pandas as pd
+
+    out = tmp_path / "sweep"
+    argv = ["sweep", "--quick", "--methods", "ga", "npo", "-p", "steps", "1", "2", "--set", "probe_every=0",
+            "--oracle", "--out", str(out)]
+    assert cli(argv) == 0
+    df = pd.read_csv(out / "results.csv")
+    runs = df[df.method != "oracle"]
+    assert sorted(set(zip(runs.method, runs.steps))) == [("ga", 1), ("ga", 2), ("npo", 1), ("npo", 2)]
+    oracle = df[df.method == "oracle"].set_index(["split", "metric"]).value
+    assert oracle[("forget", "forget_quality")] == pytest.approx(1.0)  # the retain model against itself
+    assert {"forget_quality", "model_utility", "probability"} <= set(runs.metric)
+    stamp = (out / "oracle" / "summary.csv").stat().st_mtime
+    assert cli(argv) == 0
+    assert (out / "oracle" / "summary.csv").stat().st_mtime == stamp
+    assert len(pd.read_csv(out / "results.csv")) == len(df)
+    capsys.readouterr()
+    assert cli(["sweep", "--quick", "-p", "stepz", "1", "--out", str(tmp_path / "bad")]) == 2
+    assert "did you mean 'steps'" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()

@@ -146,10 +146,12 @@ def record_result(result_path, **values) -> dict:
 
 def notebook_parameters(notebook: str | Path) -> dict:
     """The parameters a notebook declares in its cell tagged ``parameters``: ``{name: default}``
-    (defaults as Python values; papermill reads the cell without running it)."""
+    (each top-level ``name = value``; literal defaults as Python values, others as their source
+    text). The cell is parsed, not run. (``papermill.inspect_notebook`` silently drops a line whose
+    comment it cannot parse, e.g. one holding ``>=``; Python's own parser does not.)"""
     import ast
 
-    import papermill as pm
+    import nbformat
 
     path = Path(notebook)
     if path.suffix != ".ipynb":
@@ -157,15 +159,25 @@ def notebook_parameters(notebook: str | Path) -> dict:
                          "first with `jupytext --to ipynb`)")
     if not path.is_file():
         raise FileNotFoundError(f"notebook={str(notebook)!r} does not exist")
-    found = pm.inspect_notebook(str(path))
-    if not found:
+    nb = nbformat.read(str(path), as_version=4)
+    cells = [c for c in nb.cells if c.cell_type == "code" and "parameters" in c.metadata.get("tags", [])]
+    if not cells:
         raise ValueError(f"{path} has no cell tagged 'parameters': a sweep can only set declared parameters")
+    src = cells[0].source
+    try:
+        tree = ast.parse(src)
+    except SyntaxError as e:
+        raise ValueError(f"{path}: its parameters cell is not valid Python ({e.msg}, line {e.lineno})") from None
     out = {}
-    for name, info in found.items():
-        try:
-            out[name] = ast.literal_eval(info["default"])
-        except (ValueError, SyntaxError):
-            out[name] = info["default"]  # an expression: kept as its text
+    for node in tree.body:
+        if isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None:
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for t in targets:
+                if isinstance(t, ast.Name):
+                    try:
+                        out[t.id] = ast.literal_eval(node.value)
+                    except ValueError:
+                        out[t.id] = ast.get_source_segment(src, node.value)
     return out
 
 
