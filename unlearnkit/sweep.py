@@ -115,6 +115,66 @@ def _write_results(out: Path) -> pd.DataFrame:
     return df
 
 
+# -- sensitivity grids ----------------------------------------------------------------------------
+
+#: the coefficient a method's results hinge on, in order of preference: the first one the objective
+#: declares is its "main coefficient" (NPO/SimNPO/DPO: beta; BS-T/BS-S: lam; RMU: steering_coeff;
+#: task arithmetic/TAU: c; GradDiff/KL/IDK+NLL/ME+GD: alpha, the retain term's weight)
+COEFFICIENT_PREFERENCE = ("lam", "beta", "steering_coeff", "c", "alpha", "gamma")
+
+
+def main_coefficient(method: str) -> str | None:
+    """The name of ``method``'s main coefficient (see :data:`COEFFICIENT_PREFERENCE`), or None
+    when the objective has no numeric one (plain GA, ME)."""
+    from .objectives import get_objective
+
+    params = get_objective(method).params
+    for name in COEFFICIENT_PREFERENCE:
+        p = params.get(name)
+        if p is not None and p.choices is None and isinstance(p.default, (int, float)) \
+                and not isinstance(p.default, bool):
+            return name
+    return None
+
+
+def sensitivity_grid(methods, *, lr=(1e-4, 3e-4, 1e-3), steps=(5, 10, 20), factors=(1 / 3, 1.0, 3.0),
+                     base: dict | None = None) -> list[dict]:
+    """One-at-a-time configs for :func:`sweep`: for each method, a base run (the middle ``lr`` and
+    ``steps``, the coefficient at its default) and runs that move one axis at a time: every ``lr``
+    (learning rate, AdamW), every ``steps`` (optimizer steps) and the main coefficient times each of
+    ``factors`` (clipped into its valid range; duplicates dropped). ``base``: other keyword
+    arguments every run gets (e.g. ``probe_every=0``). Validated with :func:`check_params`."""
+    from .objectives import get_objective
+
+    if isinstance(methods, str):
+        methods = [methods]
+    lr, steps = list(lr), list(steps)
+    if not lr or not steps or not factors:
+        raise ValueError("sensitivity_grid: lr, steps and factors each need at least one value")
+    configs = []
+    for m in methods:
+        obj = get_objective(m)
+        mid = {"method": obj.name, "lr": lr[len(lr) // 2], "steps": steps[len(steps) // 2], **(base or {})}
+        coef = main_coefficient(m)
+        if coef is not None:
+            p = obj.params[coef]
+            mid[coef] = mid.get(coef, p.default)
+        points = [mid] + [{**mid, "lr": v} for v in lr] + [{**mid, "steps": v} for v in steps]
+        if coef is not None:
+            for f in factors:
+                v = float(mid[coef]) * f if mid[coef] else float(f)
+                lo = p.low if p.low is not None else -float("inf")
+                hi = p.high if p.high is not None else float("inf")
+                v = min(max(v, lo), hi)
+                points.append({**mid, coef: type(p.default)(round(v, 6)) if isinstance(p.default, float) else v})
+        for cfg in points:
+            if cfg not in configs:
+                configs.append(cfg)
+    for cfg in configs:
+        check_params(cfg["method"], **{k: v for k, v in cfg.items() if k not in _RUN_ARGS})
+    return configs
+
+
 # -- sweeps over notebooks ------------------------------------------------------------------------
 #
 # A notebook publishes its result row by declaring ``result_path = None`` in its ``parameters``

@@ -2,10 +2,20 @@
 
 Static plots (:mod:`.plots`) return matplotlib figures; the tables behind them are pure functions
 (:mod:`.tables`); the widgets (:mod:`.widgets`) replay the probes recorded by
-:func:`unlearnkit.unlearn` and render headless.
+:func:`unlearnkit.unlearn` and render headless; :mod:`.leaderboard` draws a sweep's runs (trade-off
+plots with the retain model as the oracle, hyperparameter sensitivity).
 """
 
 from .editing import RoundsExplorer, plot_rounds
+from .leaderboard import (
+    SensitivityExplorer,
+    equal_forgetting,
+    leaderboard_table,
+    plot_leaderboard,
+    plot_sensitivity,
+    plot_sensitivity_grid,
+    sensitivity_table,
+)
 from .memorization import (
     MemorizationExplorer,
     plot_ma_histograms,
@@ -52,4 +62,6 @@ __all__ = ["LABELS", "PALETTE", "EntropyExplorer", "SqueezeExplorer", "AlphaExpl
            "plot_entropy_strip", "plot_method_trajectories", "plot_metric_table", "plot_split_bars",
            "plot_token_view", "plot_tradeoff", "plot_trajectory", "plot_where_mass_goes", "probe_steps", "save",
            "setup", "tag_tokens", "token_entropy_value", "token_view", "tradeoff_table",
-           "MemorizationExplorer", "plot_memorization_spread", "plot_ma_histograms", "plot_ma_trajectories", "RoundsExplorer", "plot_rounds"]
+           "MemorizationExplorer", "plot_memorization_spread", "plot_ma_histograms", "plot_ma_trajectories", "RoundsExplorer", "plot_rounds",
+           "SensitivityExplorer", "equal_forgetting", "leaderboard_table", "plot_leaderboard", "plot_sensitivity",
+           "plot_sensitivity_grid", "sensitivity_table"]
