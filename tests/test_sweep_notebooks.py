@@ -40,11 +40,13 @@ def test_sweep_killed_during_third_run_resumes_with_exactly_four_rows(tmp_path):
            "--set", "wait=4", "--out", str(out)]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=str(tmp_path), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True)  # its own process group: the kernel dies with it
+    log = open(tmp_path / "sweep.log", "wb")  # a file, not a pipe nobody reads (it could fill and block)
+    proc = subprocess.Popen(cmd, cwd=str(tmp_path), env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)  # its own process group (the kernel, in a session of its
+    # own, exits by itself once it sees its parent gone: ipykernel polls JPY_PARENT_PID)
     try:
         while True:  # the third run has started: two rows written and a hidden run folder in the making
-            assert proc.poll() is None, proc.stdout.read().decode()[-3000:]
+            assert proc.poll() is None, (tmp_path / "sweep.log").read_text()[-3000:]
             assert time.perf_counter() - t0 < 600, "the sweep never reached its third run"
             if _rows(out) == 2 and [p for p in out.iterdir() if p.name.startswith(".") and p.is_dir()]:
                 break
@@ -55,7 +57,7 @@ def test_sweep_killed_during_third_run_resumes_with_exactly_four_rows(tmp_path):
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-        proc.stdout.close()
+        log.close()
     killed_after = time.perf_counter() - t0
     assert proc.returncode == -signal.SIGKILL
     first = pd.read_csv(out / "results.csv")
