@@ -7,7 +7,8 @@
     unlearnkit sweep --methods ga npo --seeds 0 1 -p lr 1e-4 3e-4 --quick --out runs/sweep   # resumable
     unlearnkit sweep notebooks/01_squeezing_and_beliefs.ipynb -p lr 1e-4 3e-4 -p steps 10 20 --quick --out runs/s01
 
-``sweep`` takes a grid: each ``-p NAME V1 V2 ...`` is one axis (a single value: fixed for every run).
+``sweep`` takes a grid: each ``-p NAME V1 V2 ...`` is one axis (a single value: fixed for every run;
+the notebook comes before the first ``-p``, which takes every word after it).
 Without a notebook it unlearns and evaluates (``--methods`` x ``--seeds`` x the ``-p`` axes: loop and
 objective hyperparameters); with a notebook it runs papermill once per grid point (``-p`` names: the
 notebook's parameters; ``--quick`` sets ``quick=True``). Both write ``--out/results.csv``, one atomic
@@ -81,9 +82,9 @@ def _axes(params) -> dict:
 
 
 def _sweep_notebook(args, axes) -> int:
-    if args.methods or args.seeds or args.oracle or args.model or args.tofu:
+    if args.methods or args.seeds or args.oracle or args.model or args.tofu or args.chat_template:
         raise SystemExit("with a notebook, set everything with -p (e.g. -p seed 0 1) and --set; --methods, --seeds, "
-                         "--oracle, --model and --tofu are for sweeps without a notebook")
+                         "--oracle, --model, --tofu and --chat-template are for sweeps without a notebook")
     from unlearnkit.sweep import grid, sweep_notebook
 
     fixed = _sets(args.set)
@@ -147,7 +148,8 @@ def _main(argv) -> int:
     e.add_argument("--out", help="CSV file for the tidy table (its manifest: <out>.manifest.json)")
     s = sub.add_parser("sweep", parents=[common], help="resumable sweep over methods, hyperparameters and seeds, "
                                                         "or over a notebook's parameters (papermill)")
-    s.add_argument("notebook", nargs="?", help="a .ipynb with a 'parameters' cell (default: sweep unlearn itself)")
+    s.add_argument("notebook", nargs="?", help="a .ipynb with a 'parameters' cell, given before any -p "
+                                               "(default: sweep unlearn itself)")
     s.add_argument("-p", "--param", nargs="+", action="append", metavar=("NAME", "VALUE"), default=[],
                    help="a grid axis: -p lr 1e-4 3e-4 (repeat for more axes; one value: fixed)")
     s.add_argument("--methods", nargs="+", help="without a notebook: objectives to sweep (default: ga)")
