@@ -142,10 +142,7 @@ viz.save(fig, "07_leaderboard", figures_dir)
 # %%
 runs = board[~board.is_oracle]
 oracle = viz.leaderboard.oracle_row(board)
-base = runs[(runs.lr == sorted(set(runs.lr))[len(set(runs.lr)) // 2])] if "lr" in runs else runs
-if "steps" in base:
-    base = base[base.steps == base.steps.mode().iloc[0]]
-equal_steps = base.groupby("method", sort=False)[["forget_probability", "retain_probability"]].first()
+equal_steps = viz.base_runs(board).set_index("method")[["forget_probability", "retain_probability"]]
 eq = viz.equal_forgetting(board).set_index("method")[["forget_probability", "retain_probability"]]
 compare = pd.concat([equal_steps.add_suffix(" (equal steps)"), eq.add_suffix(" (equal forgetting)")], axis=1)
 best_steps = compare["retain_probability (equal steps)"].idxmax()
@@ -224,3 +221,19 @@ if oracle is not None:
           + (f" (e.g. {over.iloc[0].method}, retain probability {over.iloc[0].retain_probability:.3f})." if len(over)
              else "."))
 print("All checks hold.")
+
+# %% [markdown]
+# ## Summary
+#
+# * One run of one method is one point; a method is a **cloud of runs**, and its Pareto front is
+#   what it can do on this model.
+# * Compare methods **at equal forgetting**: at equal steps, the method that looks gentlest may simply
+#   have forgotten least.
+# * The **retain model** is the target on every axis: forgetting *more* than it (a forget probability
+#   below its own) is over-forgetting, which a membership test can notice as well as under-forgetting.
+# * The learning rate and the number of steps usually move a method further than its own coefficient
+#   does: tune them first, and report them.
+#
+# This is the last notebook of the course. To compare your own method, register it
+# (`unlearnkit.objectives.objective`), sweep it with `unlearnkit sweep --methods yours ga npo --oracle
+# ...`, and point `results` here at the table.

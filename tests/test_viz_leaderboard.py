@@ -80,6 +80,15 @@ def test_equal_forgetting_picks_the_best_utility_at_the_common_level():
     assert (eq.forget_probability <= eq.attrs["level"] + 1e-12).all()
 
 
+def test_base_runs_are_the_grid_centres():
+    t = lb.leaderboard_table(long_table())
+    b = viz.base_runs(t).set_index("method")
+    assert list(b.index) == ["ga", "npo"]  # not the oracle
+    assert (b.loc["ga", "lr"], b.loc["ga", "steps"], b.loc["ga", "forget_probability"]) == (3e-4, 8, 0.4)
+    # NPO has three runs at lr 3e-4 and 8 steps (beta 0.03, 0.1, 0.3): the base is beta's common value
+    assert (b.loc["npo", "beta"], b.loc["npo", "forget_probability"]) == (0.1, 0.45)
+
+
 def test_plot_leaderboard_marks_every_run_and_the_oracle():
     t = lb.leaderboard_table(long_table())
     fig = viz.plot_leaderboard(t)

@@ -9,6 +9,7 @@ plots with the retain model as the oracle, hyperparameter sensitivity).
 from .editing import RoundsExplorer, plot_rounds
 from .leaderboard import (
     SensitivityExplorer,
+    base_runs,
     equal_forgetting,
     leaderboard_table,
     plot_leaderboard,
@@ -63,5 +64,5 @@ __all__ = ["LABELS", "PALETTE", "EntropyExplorer", "SqueezeExplorer", "AlphaExpl
            "plot_token_view", "plot_tradeoff", "plot_trajectory", "plot_where_mass_goes", "probe_steps", "save",
            "setup", "tag_tokens", "token_entropy_value", "token_view", "tradeoff_table",
            "MemorizationExplorer", "plot_memorization_spread", "plot_ma_histograms", "plot_ma_trajectories", "RoundsExplorer", "plot_rounds",
-           "SensitivityExplorer", "equal_forgetting", "leaderboard_table", "plot_leaderboard", "plot_sensitivity",
+           "SensitivityExplorer", "base_runs", "equal_forgetting", "leaderboard_table", "plot_leaderboard", "plot_sensitivity",
            "plot_sensitivity_grid", "sensitivity_table"]

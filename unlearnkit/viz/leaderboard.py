@@ -100,6 +100,26 @@ def table_methods(table: pd.DataFrame) -> list[str]:
     return list(dict.fromkeys(table.loc[~table.is_oracle, "method"]))
 
 
+def base_runs(table: pd.DataFrame) -> pd.DataFrame:
+    """Each method's base run: the run whose every swept hyperparameter sits at its most common
+    value (the centre of a one-at-a-time grid, :func:`unlearnkit.sweep.sensitivity_grid`). Methods
+    compared on these rows are compared at equal learning rate and steps. One row per method that has
+    such a run (mean over seeds)."""
+    rows = []
+    for m in table_methods(table):
+        d = table[(table.method == m) & ~table.is_oracle]
+        modes = {h: d[h].mode().iloc[0] for h in swept_hyperparameters(table, m)}  # over all the method's runs
+        for h, v in modes.items():
+            d = d[d[h] == v]
+        if len(d):
+            row = d.iloc[0].copy()
+            for c in COLUMNS.values():
+                if c in d.columns:
+                    row[c] = d[c].mean()
+            rows.append(row)
+    return pd.DataFrame(rows).reset_index(drop=True)
+
+
 def equal_forgetting(table: pd.DataFrame, forget: str = "forget_probability",
                      utility: str = "retain_probability") -> pd.DataFrame:
     """Methods compared at equal forgetting: the common level is the highest of the methods' lowest
@@ -192,11 +212,9 @@ def sensitivity_table(results, method: str, hyperparameter: str) -> pd.DataFrame
     if hyperparameter not in hps:
         raise ValueError(f"{hyperparameter!r} was not swept for method {method!r}; swept: {', '.join(hps) or '(none)'}")
     d = t[(t.method == method) & ~t.is_oracle]
-    fixed = {}
-    for h in hps:
-        if h != hyperparameter:
-            fixed[h] = d[h].mode(dropna=False).iloc[0]
-            d = d[(d[h] == fixed[h]) | (d[h].isna() & pd.isna(fixed[h]))]
+    fixed = {h: d[h].mode(dropna=False).iloc[0] for h in hps if h != hyperparameter}  # over all the method's runs
+    for h, v in fixed.items():
+        d = d[(d[h] == v) | (d[h].isna() & pd.isna(v))]
     cols = [c for c in COLUMNS.values() if c in d.columns]
     out = d.groupby(hyperparameter)[cols].mean()
     out["n"] = d.groupby(hyperparameter).size()
