@@ -231,8 +231,8 @@ print("All checks hold.")
 #   have forgotten least.
 # * The **retain model** is the target on every axis: forgetting *more* than it (a forget probability
 #   below its own) is over-forgetting, which a membership test can notice as well as under-forgetting.
-# * The learning rate and the number of steps usually move a method further than its own coefficient
-#   does: tune them first, and report them.
+# * A method's own coefficient is only one of its knobs: section 3 measured how far the learning rate
+#   and the number of steps move it too. Tune all of them, and report them.
 #
 # This is the last notebook of the course. To compare your own method, register it
 # (`unlearnkit.objectives.objective`), sweep it with `unlearnkit sweep --methods yours ga npo --oracle
