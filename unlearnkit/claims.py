@@ -80,10 +80,14 @@ def _unierase(n: dict) -> str:
 
 
 def _relearn(n: dict) -> str:
-    a, b = n.get("before"), n.get("after")
+    """Back at least twice as likely, and above what relearning gives a model that never knew them
+    (``retain_after``, when measured): reproduced; up, but not that far: partly."""
+    a, b, base = n.get("before"), n.get("after"), n.get("retain_after")
     if not _finite(a, b):
         return "not measurable here"
-    return "reproduced" if b > 2 * a else ("partly" if b > a else "not reproduced")
+    if b > 2 * a and (not _finite(base) or b > base):
+        return "reproduced"
+    return "partly" if b > a else "not reproduced"
 
 
 @dataclass(frozen=True)
@@ -137,7 +141,8 @@ CLAIMS: dict[str, Claim] = {c.id: c for c in [
           "share of forget answers starting with the token / refusing; retain ROUGE-L recall", _unierase),
     Claim("relearning_returns", "the field's robustness checks (relearning attacks)", "06",
           "A few fine-tuning steps on related data bring 'forgotten' answers back.",
-          "mean probability of the held-back forget answers before vs after the relearning attack", _relearn),
+          "mean probability of the held-back forget answers before vs after the relearning attack, and after it "
+          "on the retain model (which never knew them)", _relearn),
 ]}
 
 
