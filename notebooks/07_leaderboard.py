@@ -143,7 +143,7 @@ viz.save(fig, "07_leaderboard", figures_dir)
 runs = board[~board.is_oracle]
 oracle = viz.leaderboard.oracle_row(board)
 equal_steps = viz.base_runs(board).set_index("method")[["forget_probability", "retain_probability"]]
-eq = viz.equal_forgetting(board).set_index("method")[["forget_probability", "retain_probability"]]
+eq = viz.equal_forgetting_runs(board).set_index("method")[["forget_probability", "retain_probability"]]
 compare = pd.concat([equal_steps.add_suffix(" (equal steps)"), eq.add_suffix(" (equal forgetting)")], axis=1)
 best_steps = compare["retain_probability (equal steps)"].idxmax()
 best_eq = compare["retain_probability (equal forgetting)"].idxmax()
@@ -212,7 +212,7 @@ explorer
 # %%
 assert board.run.is_unique, "one row per run"
 assert runs[["forget_probability", "retain_probability"]].stack().between(0, 1).all()
-assert (viz.equal_forgetting(board).forget_probability <= viz.equal_forgetting(board).attrs["level"] + 1e-12).all()
+assert (viz.equal_forgetting_runs(board).forget_probability <= viz.equal_forgetting_runs(board).attrs["level"] + 1e-12).all()
 if oracle is not None:
     assert oracle.forget_quality > 0.99, "the retain model is indistinguishable from itself"
     over = runs[runs.forget_probability < oracle.forget_probability]

@@ -72,7 +72,7 @@ def test_leaderboard_table_one_row_per_run_with_oracle(tmp_path):
 
 def test_equal_forgetting_picks_the_best_utility_at_the_common_level():
     t = lb.leaderboard_table(long_table())
-    eq = lb.equal_forgetting(t).set_index("method")
+    eq = lb.equal_forgetting_runs(t).set_index("method")
     # GA reaches 0.05, NPO only 0.08: the common level is 0.08; GA's runs at or below it: lr 1e-3 (0.05)
     assert eq.attrs["level"] == pytest.approx(0.08)
     assert eq.loc["ga", "forget_probability"] == 0.05 and eq.loc["ga", "retain_probability"] == 0.5

@@ -10,7 +10,7 @@ from .editing import RoundsExplorer, plot_rounds
 from .leaderboard import (
     SensitivityExplorer,
     base_runs,
-    equal_forgetting,
+    equal_forgetting_runs,
     leaderboard_table,
     plot_leaderboard,
     plot_sensitivity,
@@ -29,6 +29,7 @@ from .plots import (
     plot_answer_distribution,
     plot_attacks,
     plot_entropy_strip,
+    plot_equal_forgetting,
     plot_method_trajectories,
     plot_metric_table,
     plot_mia_scores,
@@ -42,8 +43,10 @@ from .plots import (
 )
 from .tables import (
     answer_distribution,
+    at_equal_forgetting,
     attack_table,
     entropy_view,
+    forgetting_path,
     greedy_tokens,
     mass_table,
     mean_answer_distribution,
@@ -64,5 +67,6 @@ __all__ = ["LABELS", "PALETTE", "EntropyExplorer", "SqueezeExplorer", "AlphaExpl
            "plot_token_view", "plot_tradeoff", "plot_trajectory", "plot_where_mass_goes", "probe_steps", "save",
            "setup", "tag_tokens", "token_entropy_value", "token_view", "tradeoff_table",
            "MemorizationExplorer", "plot_memorization_spread", "plot_ma_histograms", "plot_ma_trajectories", "RoundsExplorer", "plot_rounds",
-           "SensitivityExplorer", "base_runs", "equal_forgetting", "leaderboard_table", "plot_leaderboard", "plot_sensitivity",
-           "plot_sensitivity_grid", "sensitivity_table"]
+           "at_equal_forgetting", "forgetting_path", "plot_equal_forgetting",
+           "SensitivityExplorer", "base_runs", "equal_forgetting_runs", "leaderboard_table", "plot_leaderboard",
+           "plot_sensitivity", "plot_sensitivity_grid", "sensitivity_table"]

@@ -120,7 +120,7 @@ def base_runs(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows).reset_index(drop=True)
 
 
-def equal_forgetting(table: pd.DataFrame, forget: str = "forget_probability",
+def equal_forgetting_runs(table: pd.DataFrame, forget: str = "forget_probability",
                      utility: str = "retain_probability") -> pd.DataFrame:
     """Methods compared at equal forgetting: the common level is the highest of the methods' lowest
     ``forget`` values (every method reached it); for each method, the run with the best ``utility``
@@ -158,7 +158,7 @@ def _front(g: pd.DataFrame, x: str, y: str, lower_x_better: bool) -> pd.DataFram
 def plot_leaderboard(results, title: str = "Leaderboard: every run of every method"):
     """The trade-off plots of a sweep. Left: forget probability (x, inverted: right = more forgotten)
     vs retain probability (y), every run a dot, each method's Pareto front a line, each method's
-    pick at equal forgetting (:func:`equal_forgetting`) a ringed dot and the level a dashed line.
+    pick at equal forgetting (:func:`equal_forgetting_runs`) a ringed dot and the level a dashed line.
     Right (when measured): forget quality (x, log; right of the dotted p = 0.05 line: indistinguishable
     from the retain model) vs model utility (y). The oracle (retain-only model) is the gold star on
     both. Returns the figure."""
@@ -182,7 +182,7 @@ def plot_leaderboard(results, title: str = "Leaderboard: every run of every meth
             f = _front(g, x, y, lower_x_better=not logx)
             ax.plot(np.clip(f[x], 1e-300, None), f[y], color=color[m], lw=1.6, label=m)
         if x == "forget_probability":
-            eq = equal_forgetting(t)
+            eq = equal_forgetting_runs(t)
             ax.scatter(eq[x], eq["retain_probability"], s=110, facecolor="none",
                        edgecolor=[color[m] for m in eq.method], linewidth=2, zorder=4)
             ax.axvline(eq.attrs["level"], ls="--", color="#555555", lw=1)
