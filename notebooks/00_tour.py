@@ -174,3 +174,15 @@ pd.DataFrame({"question": qs,
 start, end = sq.loc["target", "start"], sq.loc["target", "end"]
 assert end < start, "unlearning did not lower the target answer's probability"
 print(f"forget target mass {start:.3f} -> {end:.4f} ({start / max(end, 1e-12):.0f}x lower)")
+
+
+# %% [markdown]
+# ## Summary
+#
+# * A tiny model trained on a fictitious world, with a *retain model* that never saw the forget split:
+#   the reference every unlearning method is measured against.
+# * Unlearning lowers the probability of the forget answers; the probes show *how* along the run, and
+#   the evaluation table shows what it cost on the retain split and the world facts.
+# * Whether the facts are really gone is a separate question: notebook 06 attacks the models.
+#
+# **Next:** [01 · Probability squeezing, and objectives that know the model's beliefs](01_squeezing_and_beliefs.ipynb)

@@ -48,8 +48,8 @@ figures_dir = "figures"            # where PNG figures are written (None: do not
 import pandas as pd
 
 import unlearnkit as uk
+from unlearnkit import claims, viz
 from unlearnkit import exercises as ex
-from unlearnkit import viz
 
 viz.setup()
 pd.set_option("display.max_colwidth", 70)
@@ -97,6 +97,8 @@ if p.peak > p.start + 0.05:
           "the mass was squeezed into an answer that states the same fact.")
 else:
     print(f"The paraphrase went from {p.start:.3f} to {p.end:.3f}: no squeeze into it in this run.")
+claims.record("squeeze", figures_dir, setting="quick" if quick else "", target_before=t.start, target_after=t.end,
+              paraphrase_before=p.start, paraphrase_after=p.peak)
 sq.round(3)
 
 # %% [markdown]
@@ -202,6 +204,30 @@ for name in ends.index:
               f"(GA {ends.loc['GA', 'target']:.3f})")
 
 # %% [markdown]
+# ### The same comparison at equal forgetting
+#
+# The table above compares the objectives after the **same number of steps**. If BS-T or BS-S also
+# lowered the target less, "less squeezing" and "less unlearning" cannot be told apart. So read each
+# run as a path instead: target mass (how much was forgotten) on the x axis, paraphrase mass (how
+# much was squeezed) on the y axis, and compare the objectives where their paths cross the same
+# target mass (the dashed lines: down to the lowest target mass *every* objective reached).
+
+# %%
+fig = viz.plot_equal_forgetting(results, x="target", y="paraphrase")
+viz.save(fig, "01_equal_forgetting", figures_dir)
+fair = viz.at_equal_forgetting(results, x="target", y="paraphrase")
+fair.pivot(index="level", columns="method", values="paraphrase").round(3)
+
+# %%
+deepest = fair[fair.level == fair.level.min()].set_index("method")
+print(f"At target mass {deepest.level.iloc[0]:.3f}, reached by every objective, the paraphrase holds: "
+      + ", ".join(f"{m} {v:.3f} (step {s:.1f})" for m, v, s in zip(deepest.index, deepest.paraphrase, deepest.step)))
+if {"GA", "BS-T", "BS-S"} <= set(deepest.index):
+    claims.record("beliefs_squeeze_less", figures_dir, setting=f"target mass {deepest.level.iloc[0]:.2f}",
+                  ga=deepest.loc["GA", "paraphrase"], bs_t=deepest.loc["BS-T", "paraphrase"],
+                  bs_s=deepest.loc["BS-S", "paraphrase"])
+
+# %% [markdown]
 # Read the numbers above before you believe the method's name: whether the beliefs' term stops the
 # squeeze depends on λ, on the learning rate and on how far apart the two phrasings start. Switch
 # between the objectives in the explorer (the buttons at the top) and compare, question by question
@@ -293,3 +319,19 @@ assert sq.loc["target", "end"] < sq.loc["target", "start"], "GA did not lower th
 assert (ends.sum(axis=1) <= 1 + 1e-6).all(), "each distinct answer must be counted once"
 print(f"GA: target {sq.loc['target', 'start']:.3f} -> {sq.loc['target', 'end']:.3f}; "
       f"paraphrase peak {sq.loc['paraphrase', 'peak']:.3f}; misreported by ROUGE: {len(fooled)} of {len(table)}")
+
+
+# %% [markdown]
+# ## Summary
+#
+# * Probabilities add up to one: the mass GA takes from the target goes somewhere. Where it went in
+#   this run (the paraphrase, the perturbed answers, anything else) is measured in sections 2 and 3.
+# * BS-T and BS-S also push down what the model itself believes. Whether they squeeze less must be
+#   read **at equal forgetting**, not after equal steps (section 4); the claim's verdict on this run
+#   is printed there.
+# * A metric that compares with the original answer (ROUGE, its probability) can call a fact
+#   forgotten while the answer still states it (section 5).
+# * Exercises: when the paraphrase overtakes the target; counting each answer once; does the answer
+#   still state the fact?
+#
+# **Next:** [02 · Entropy and answer preservation](02_entropy_and_answer_preservation.ipynb)

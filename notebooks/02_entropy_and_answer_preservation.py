@@ -57,8 +57,8 @@ import pandas as pd
 from IPython.display import display
 
 import unlearnkit as uk
+from unlearnkit import claims, viz
 from unlearnkit import exercises as ex
-from unlearnkit import viz
 
 viz.setup()
 pd.set_option("display.max_colwidth", 60)
@@ -201,6 +201,27 @@ for name in ("IDK", "IDK+AP"):
 if {"IDK", "IDK+AP"} <= set(results):
     d = wide.loc["IDK+AP", ("retain", "fact_recall")] - wide.loc["IDK", ("retain", "fact_recall")]
     print(f"Answer preservation changed retain fact recall by {d:+.2f} in this run.")
+    claims.record("ap_keeps_retain", figures_dir, setting="quick" if quick else "",
+                  idk_retain_refusals=int(refused.get(("IDK", "retain"), 0)),
+                  idk_ap_retain_refusals=int(refused.get(("IDK+AP", "retain"), 0)), n_retain=len(retain))
+if {"GA", "ME"} <= set(results):
+    claims.record("me_no_babble", figures_dir, setting="quick" if quick else "", ga_token_entropy=te["GA"], me_token_entropy=te["ME"],
+                  before=te["before"])
+
+# %% [markdown]
+# ### Forgetting vs keeping, at equal forgetting
+#
+# The objectives ran the same number of steps at their own learning rates, so they did not forget
+# equally much. Below, each run is a path: the forget answers' mass (x, forgetting goes right)
+# against the retain answers' mass (y, what is kept), read where every objective has forgotten as
+# much as the least aggressive one did.
+
+# %%
+fig = viz.plot_equal_forgetting(results, x="target", y="target", y_split="retain",
+                                title="Retain mass at equal forgetting")
+viz.save(fig, "02_equal_forgetting", figures_dir)
+fair = viz.at_equal_forgetting(results, x="target", y="target", y_split="retain")
+fair.pivot(index="level", columns="method", values="retain target").round(3)
 
 # %% [markdown]
 # ### What does answer preservation preserve?
@@ -307,3 +328,17 @@ assert te_all.between(0, 1 + 1e-9).all(), "token entropy is normalized to [0, 1]
 changed = [n for n in results if (wide.loc[n] - wide.loc["before"]).abs().max() > 1e-6]
 assert changed, "no objective changed what the model says"
 print(f"objectives that changed the answers: {changed}; lowest forget token entropy: {lowest_te}")
+
+
+# %% [markdown]
+# ## Summary
+#
+# * Untargeted objectives (GA, NPO, ME) push the forget answers away; targeted ones (IDK, IDK+AP)
+#   train towards a refusal. Token entropy, cosine similarity and fact recall tell apart refusing,
+#   saying something else, and babbling.
+# * Answer preservation is a preference, not a likelihood: once it holds it stops pulling (the
+#   margin log above). Its effect on the retain questions is recorded as a claim for this run.
+# * Compare objectives at equal forgetting: the same steps are not the same amount of unlearning.
+# * Exercises: token entropy from its formula; targeted or untargeted; which model babbles most.
+#
+# **Next:** [03 · To each sequence its own: memorization-aware unlearning](03_memorization.ipynb)

@@ -47,8 +47,8 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 import unlearnkit as uk
+from unlearnkit import claims, viz
 from unlearnkit import exercises as ex
-from unlearnkit import viz
 from unlearnkit.editing import summarize_sweep, uipe_sweep, unlearn_uipe
 from unlearnkit.world import make_related_world
 
@@ -203,6 +203,8 @@ t.round(3)
 # %%
 u, b = t.loc[f"{uipe_method}+uipe"], t.loc[uipe_method]
 ki, kr = ("indirect", "related_recall"), ("retain", "probability")
+claims.record("uipe_indirect", figures_dir, setting=f"alpha {alpha:g}" + (", quick" if quick else ""),
+              uipe_indirect_recall=u[ki], base_indirect_recall=b[ki], uipe_retain=u[kr], base_retain=b[kr])
 verdict = ("UIPE closes more of the indirect route" if u[ki] < b[ki] else
            "UIPE does not close more of the indirect route here")
 display(Markdown(
@@ -250,3 +252,17 @@ carrier_name = ...  # a person's name
 
 # %%
 ex.check_carrier(carriers, probe_id, carrier_name)
+
+
+# %% [markdown]
+# ## Summary
+#
+# * A forgotten fact can still be re-derived from related facts (here: a twin's), which indirect
+#   probes measure with `related_recall`.
+# * UIPE extrapolates an unlearning update, `θ_u + α(θ_u − θ₀)`; the α curve shows what each step
+#   along it costs on the retain split. Read it at equal retain probability, against the base
+#   objectives trained longer.
+# * Exercises: the extrapolation from its formula; choosing α for a utility budget; whose fact
+#   carried an answer.
+#
+# **Next:** [05 · Unlearning by editing: UniErase](05_unlearning_by_editing.ipynb)

@@ -47,8 +47,8 @@ figures_dir = "figures"             # where PNG figures are written (None: do no
 import pandas as pd
 
 import unlearnkit as uk
+from unlearnkit import claims, viz
 from unlearnkit import exercises as ex
-from unlearnkit import viz
 
 viz.setup()
 pd.set_option("display.max_colwidth", 60)
@@ -192,6 +192,10 @@ for n in results:
         p, q = att.loc[(n, kind)], att.loc[("retain", kind)]
         more = "more than" if p.after > q.after + 0.05 else "about as much as" if abs(p.after - q.after) <= 0.05 else "less than"
         print(f"   {kind}: ROUGE-L recall {p.after:.2f}, {more} the retain model ({q.after:.2f}).")
+first = next(iter(results))
+claims.record("relearning_returns", figures_dir, setting=first + (", quick" if quick else ""),
+              before=att.loc[(first, rel)].before, after=att.loc[(first, rel)].after,
+              retain_after=att.loc[("retain", rel)].after)
 
 # %%
 ex.check_relearning_prediction(attacks, prediction)
@@ -251,3 +255,16 @@ assert aucs.drop(columns="privleak").stack().between(0, 1).all(), "AUCs lie in [
 assert auc["target"] >= auc["retain"], "the target model knows its forget rows"
 assert set(attacks.model) == set(models), "every model went through every attack"
 print("All checks hold.")
+
+
+# %% [markdown]
+# ## Summary
+#
+# * Membership inference asks whether the unlearned model still treats the forget rows as seen;
+#   the retain model, never trained on them, is the gold standard to compare with, not zero.
+# * Relearning, paraphrased questions and answer prefixes test whether the knowledge was removed or
+#   only hidden; collapse flags answers that every ROUGE-based score misreads as forgotten.
+# * Exercises: Min-K% from its formula; which model is closest to the gold standard; predict what
+#   relearning brings back, then break GA with a relearning attack of your own.
+#
+# **Next:** [07 · The leaderboard](07_leaderboard.ipynb)

@@ -22,7 +22,7 @@ LAYERS = {
     "probes": 2,
     "objectives": 3, "metrics": 3,
     "train": 4,
-    "editing": 5, "viz": 5, "sweep": 5, "exercises": 5, "docs": 5,
+    "editing": 5, "viz": 5, "sweep": 5, "exercises": 5, "docs": 5, "claims": 5,
     "cli": 6, "course": 6, "__init__": 6,
 }
 #: siblings on one layer that must not import each other

@@ -142,3 +142,12 @@ def test_attack_bars_and_mia_strips():
     assert titles == ["target\nAUC 1.00", "GA\nAUC 0.75"]
     assert sum(len(c.get_offsets()) for c in fig.axes[1].collections) == 6  # every row drawn
     plt.close(fig)
+
+
+def test_equal_forgetting_plot_one_path_per_run_and_marks_the_levels():
+    from unlearnkit import viz
+    fig = viz.plot_equal_forgetting({"GA": fake_result(0.5), "NPO": fake_result(0.8)})
+    ax = fig.axes[0]
+    assert len([line for line in ax.lines if line.get_label() in ("GA", "NPO")]) == 2
+    assert ax.xaxis_inverted()
+    assert len(ax.collections) == 2  # the crossings of each run

@@ -174,3 +174,35 @@ def test_attack_table_before_after_on_the_same_rows():
     assert para.before == pytest.approx(0.35) and para.after == pytest.approx(0.9) and para.measure == "ROUGE-L recall"
     assert ("GA", "answer prefix given") not in t.index  # not in the table: no row
     assert set(t.index.get_level_values("model")) == {"retain", "GA"}  # the retain split's row is not mixed in
+
+
+# -- equal forgetting ----------------------------------------------------------------------------------
+
+def _run(path):
+    """{step: (target, paraphrase)} -> an object with .probes, as UnlearnResult has."""
+    return SimpleNamespace(probes=probes({s: (t, p, 0.0, 0.0, 0.0, "x") for s, (t, p) in path.items()}))
+
+
+def test_equal_forgetting_interpolates_between_probed_steps():
+    fast = _run({0: (1.0, 0.0), 2: (0.6, 0.4), 4: (0.2, 0.8)})
+    slow = _run({0: (1.0, 0.0), 2: (0.9, 0.2), 4: (0.8, 0.3)})
+    t = tables.at_equal_forgetting({"GA": fast, "slow": slow}, levels=[0.4, 0.85])
+    ga = t[t.method == "GA"].set_index("level")
+    # target 0.6 at step 2 and 0.2 at step 4: 0.4 is half way, at step 3, paraphrase 0.6
+    assert ga.loc[0.4, "step"] == pytest.approx(3.0) and ga.loc[0.4, "paraphrase"] == pytest.approx(0.6)
+    assert ga.loc[0.85, "step"] == pytest.approx(2 * 0.15 / 0.4)
+    sl = t[t.method == "slow"].set_index("level")
+    assert not sl.loc[0.4, "reached"] and math.isnan(sl.loc[0.4, "paraphrase"])  # never forgot that much
+    assert sl.loc[0.85, "reached"] and sl.loc[0.85, "paraphrase"] == pytest.approx(0.25)
+    # at equal steps the slow run squeezes less (0.3 vs 0.8); at equal forgetting (0.85) it squeezes more
+    assert sl.loc[0.85, "paraphrase"] > ga.loc[0.85, "paraphrase"]
+
+
+def test_equal_forgetting_default_levels_are_reached_by_every_run():
+    fast = _run({0: (1.0, 0.0), 2: (0.6, 0.4), 4: (0.2, 0.8)})
+    slow = _run({0: (0.9, 0.0), 2: (0.7, 0.05), 4: (0.5, 0.1)})
+    t = tables.at_equal_forgetting({"a": fast, "b": slow})
+    assert t.reached.all() and t.level.nunique() == 3
+    assert t.level.max() < 1.0 and t.level.min() == pytest.approx(0.5)  # down to what both reach
+    with pytest.raises(ValueError, match="quantity 'nope'"):
+        tables.at_equal_forgetting({"a": fast}, x="nope")

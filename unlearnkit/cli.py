@@ -4,7 +4,15 @@
     unlearnkit run --method npo --set beta=0.1 --steps 20 --quick --out runs/npo
     unlearnkit evaluate --model runs/npo --metrics tofu mia --quick --set max_new_tokens=32
     unlearnkit evaluate --model path/to/hf-model --reference path/to/retain-model --tofu ../shared/data/tofu
-    unlearnkit sweep --methods ga npo --seeds 0 1 --quick --out runs/sweep   # resumable
+    unlearnkit sweep --methods ga npo --seeds 0 1 -p lr 1e-4 3e-4 --quick --out runs/sweep   # resumable
+    unlearnkit sweep notebooks/01_squeezing_and_beliefs.ipynb -p lr 1e-4 3e-4 -p steps 10 20 --quick --out runs/s01
+
+``sweep`` takes a grid: each ``-p NAME V1 V2 ...`` is one axis (a single value: fixed for every run;
+the notebook comes before the first ``-p``, which takes every word after it).
+Without a notebook it unlearns and evaluates (``--methods`` x ``--seeds`` x the ``-p`` axes: loop and
+objective hyperparameters); with a notebook it runs papermill once per grid point (``-p`` names: the
+notebook's parameters; ``--quick`` sets ``quick=True``). Both write ``--out/results.csv``, one atomic
+folder per run, and a rerun resumes without redoing or duplicating runs.
 
 Multi-GPU: ``accelerate launch -m unlearnkit.cli run ...`` (the loop is built on accelerate).
 """
@@ -61,6 +69,32 @@ def _model(args, world):
     return uk.target_model(world)
 
 
+def _axes(params) -> dict:
+    """``-p NAME V1 V2`` options -> ``{NAME: [V1, V2]}`` (values read as Python literals)."""
+    axes = {}
+    for p in params or []:
+        if len(p) < 2:
+            raise SystemExit(f"-p expects a name and at least one value, got {' '.join(p)!r}")
+        if p[0] in axes:
+            raise SystemExit(f"-p {p[0]} is given twice: put all its values in one -p")
+        axes[p[0]] = [_value(v) for v in p[1:]]
+    return axes
+
+
+def _sweep_notebook(args, axes) -> int:
+    if args.methods or args.seeds or args.oracle or args.model or args.tofu or args.chat_template:
+        raise SystemExit("with a notebook, set everything with -p (e.g. -p seed 0 1) and --set; --methods, --seeds, "
+                         "--oracle, --model, --tofu and --chat-template are for sweeps without a notebook")
+    from unlearnkit.sweep import grid, sweep_notebook
+
+    fixed = _sets(args.set)
+    if args.quick:
+        fixed["quick"] = True
+    df = sweep_notebook(args.notebook, grid(**axes) if axes else [{}], args.out, parameters=fixed)
+    print(df.to_string(index=False))
+    return 0
+
+
 def main(argv=None) -> int:
     """The command line; an ordinary user error (bad name, value, file or destination) prints one
     line ``unlearnkit: error: ...`` and returns 2; ``--debug`` shows the traceback instead."""
@@ -112,10 +146,17 @@ def _main(argv) -> int:
                                        "attack (default on the miniature world: its retain model)")
     e.add_argument("--set", nargs="*", metavar="NAME=VALUE", help="evaluation options (docs/metrics.md, Options)")
     e.add_argument("--out", help="CSV file for the tidy table (its manifest: <out>.manifest.json)")
-    s = sub.add_parser("sweep", parents=[common], help="resumable sweep over methods and seeds")
-    s.add_argument("--methods", nargs="+", default=["ga"])
-    s.add_argument("--seeds", nargs="+", type=int, default=[0])
-    s.add_argument("--set", nargs="*", metavar="NAME=VALUE")
+    s = sub.add_parser("sweep", parents=[common], help="resumable sweep over methods, hyperparameters and seeds, "
+                                                        "or over a notebook's parameters (papermill)")
+    s.add_argument("notebook", nargs="?", help="a .ipynb with a 'parameters' cell, given before any -p "
+                                               "(default: sweep unlearn itself)")
+    s.add_argument("-p", "--param", nargs="+", action="append", metavar=("NAME", "VALUE"), default=[],
+                   help="a grid axis: -p lr 1e-4 3e-4 (repeat for more axes; one value: fixed)")
+    s.add_argument("--methods", nargs="+", help="without a notebook: objectives to sweep (default: ga)")
+    s.add_argument("--seeds", nargs="+", type=int, help="without a notebook: seeds to sweep (default: 0)")
+    s.add_argument("--set", nargs="*", metavar="NAME=VALUE", help="fixed values for every run")
+    s.add_argument("--oracle", action="store_true", help="without a notebook: also evaluate the retain model "
+                                                         "(out/oracle), the leaderboard's target point")
     s.add_argument("--out", required=True)
     args = ap.parse_args(argv)
 
@@ -138,8 +179,13 @@ def _main(argv) -> int:
     if args.cmd == "evaluate":
         uk.metrics.resolve_metrics(args.metrics)
     if args.cmd == "sweep":
+        axes = _axes(args.param)
+        if args.notebook:
+            return _sweep_notebook(args, axes)
+        args.methods, args.seeds = args.methods or ["ga"], args.seeds or [0]
         for m in args.methods:
-            uk.check_params(m, **_sets(args.set))
+            for cfg in uk.sweep.grid(**axes) or [{}]:
+                uk.check_params(m, **{**_sets(args.set), **cfg})
     fmt = uk.data.PromptFormat(chat=True, system_prompt=args.system_prompt, date_string=args.date_string) \
         if args.chat_template else None
     world, data = _data(args)
@@ -176,8 +222,13 @@ def _main(argv) -> int:
     if args.cmd == "sweep":
         from unlearnkit.sweep import grid, sweep
 
-        configs = [{**c, **_sets(args.set)} for c in grid(method=args.methods, seed=args.seeds)]
-        df = sweep(model, tok, data[forget_name], data.get(retain_name), configs, args.out)
+        configs = [{**c, **_sets(args.set)} for c in grid(method=args.methods, seed=args.seeds, **axes)]
+        if args.oracle and world is None:
+            raise SystemExit("--oracle needs the miniature world (its retain model); with --tofu it is not known")
+        reference = uk.retain_model(world, progress=False) if world is not None else None
+        metrics = ("probability", "rouge", "truth_ratio") + (("forget_quality", "model_utility") if reference else ())
+        df = sweep(model, tok, data[forget_name], data.get(retain_name), configs, args.out, metrics=metrics,
+                   reference=reference, oracle=args.oracle)
         print(df.to_string(index=False))
         return 0
     return 1

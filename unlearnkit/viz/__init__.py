@@ -2,10 +2,21 @@
 
 Static plots (:mod:`.plots`) return matplotlib figures; the tables behind them are pure functions
 (:mod:`.tables`); the widgets (:mod:`.widgets`) replay the probes recorded by
-:func:`unlearnkit.unlearn` and render headless.
+:func:`unlearnkit.unlearn` and render headless; :mod:`.leaderboard` draws a sweep's runs (trade-off
+plots with the retain model as the oracle, hyperparameter sensitivity).
 """
 
 from .editing import RoundsExplorer, plot_rounds
+from .leaderboard import (
+    SensitivityExplorer,
+    base_runs,
+    equal_forgetting_runs,
+    leaderboard_table,
+    plot_leaderboard,
+    plot_sensitivity,
+    plot_sensitivity_grid,
+    sensitivity_table,
+)
 from .memorization import (
     MemorizationExplorer,
     plot_ma_histograms,
@@ -18,6 +29,7 @@ from .plots import (
     plot_answer_distribution,
     plot_attacks,
     plot_entropy_strip,
+    plot_equal_forgetting,
     plot_method_trajectories,
     plot_metric_table,
     plot_mia_scores,
@@ -31,8 +43,10 @@ from .plots import (
 )
 from .tables import (
     answer_distribution,
+    at_equal_forgetting,
     attack_table,
     entropy_view,
+    forgetting_path,
     greedy_tokens,
     mass_table,
     mean_answer_distribution,
@@ -52,4 +66,7 @@ __all__ = ["LABELS", "PALETTE", "EntropyExplorer", "SqueezeExplorer", "AlphaExpl
            "plot_entropy_strip", "plot_method_trajectories", "plot_metric_table", "plot_split_bars",
            "plot_token_view", "plot_tradeoff", "plot_trajectory", "plot_where_mass_goes", "probe_steps", "save",
            "setup", "tag_tokens", "token_entropy_value", "token_view", "tradeoff_table",
-           "MemorizationExplorer", "plot_memorization_spread", "plot_ma_histograms", "plot_ma_trajectories", "RoundsExplorer", "plot_rounds"]
+           "MemorizationExplorer", "plot_memorization_spread", "plot_ma_histograms", "plot_ma_trajectories", "RoundsExplorer", "plot_rounds",
+           "at_equal_forgetting", "forgetting_path", "plot_equal_forgetting",
+           "SensitivityExplorer", "base_runs", "equal_forgetting_runs", "leaderboard_table", "plot_leaderboard",
+           "plot_sensitivity", "plot_sensitivity_grid", "sensitivity_table"]

@@ -16,7 +16,7 @@ import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
 
-from .tables import mean_answer_distribution, tradeoff_table
+from .tables import at_equal_forgetting, forgetting_path, mean_answer_distribution, tradeoff_table
 
 #: colours shared by every plot and widget: one per kind of answer
 PALETTE = {"target": "#d62728", "paraphrase": "#1f77b4", "perturbed": "#7f7f7f", "belief": "#2ca02c",
@@ -277,6 +277,33 @@ def plot_method_trajectories(results: dict, split: str = "forget",
         ax.set_title(LABELS.get(q, q), fontsize=10)
     axes[0, 0].legend(fontsize=8, title="objective", title_fontsize=8)
     fig.suptitle(title or f"Probe trajectories by objective ({split} questions)")
+    fig.tight_layout()
+    return fig
+
+
+def plot_equal_forgetting(results: dict, *, x: str = "target", y: str = "paraphrase", split: str = "forget",
+                          y_split: str | None = None, levels=None, title: str | None = None):
+    """Each run as a path through (forgetting, side effect) rather than against steps: mean ``x`` on
+    the ``split`` probes (x axis, inverted so that forgetting goes to the right) against mean ``y``
+    on ``y_split`` (default ``split``). Dashed lines mark the comparison levels of
+    :func:`~unlearnkit.viz.tables.at_equal_forgetting`, dots where each run crosses them: at equal
+    forgetting, a lower paraphrase mass means less squeezing, a higher retain mass less damage."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    colors = dict(zip(results, sns.color_palette("tab10", n_colors=max(3, len(results)))))
+    table = at_equal_forgetting(results, levels, x=x, y=y, split=split, y_split=y_split)
+    ycol = table.columns[3]
+    for name, res in results.items():
+        path = forgetting_path(res, x=x, y=y, split=split, y_split=y_split)
+        ax.plot(path.x, path.y, marker="o", markersize=3, color=colors[name], label=name, alpha=0.85)
+        hit = table[(table.method == name) & table.reached]
+        ax.scatter(hit.level, hit[ycol], s=46, color=colors[name], edgecolor="black", zorder=3)
+    for level in table.level.unique():
+        ax.axvline(level, color="grey", lw=0.8, ls="--")
+    ax.invert_xaxis()
+    ax.set_xlabel(f"mean {LABELS.get(x, x)} mass on {split} questions  (forgetting →)")
+    ax.set_ylabel(f"mean {LABELS.get(y, y)} {'mass' if y != 'entropy' else '(nats)'} on {y_split or split} questions")
+    ax.legend(fontsize=8, title="objective", title_fontsize=8)
+    ax.set_title(title or "Compared at equal forgetting", fontsize=10)
     fig.tight_layout()
     return fig
 

@@ -204,6 +204,73 @@ def mass_table(results: dict, data, step: int | str = "last", *, split: str = "f
     return out
 
 
+# -- equal forgetting ------------------------------------------------------------------------------
+
+def forgetting_path(result, *, x: str = "target", y: str = "paraphrase", split: str = "forget",
+                    y_split: str | None = None) -> pd.DataFrame:
+    """One run's path through (forgetting, side effect): per probed step, the mean of probe quantity
+    ``x`` on ``split`` questions and the mean of ``y`` on ``y_split`` questions (default ``split``).
+
+    Quantities are probability masses (0..1) or ``entropy`` (nats), see :data:`unlearnkit.probes.PROBE_QUANTITIES`.
+    Returns columns ``step, x, y`` (one row per step probed on both splits, in step order)."""
+    p = result.probes if hasattr(result, "probes") else result
+    if p is None or len(p) == 0:
+        raise ValueError("no probes recorded (was unlearn run with probe_every=0?)")
+
+    def means(q, sp):
+        d = p[(p.split == sp) & (p.quantity == q)]
+        if d.empty:
+            have = sorted(p.loc[p.split == sp, "quantity"].unique())
+            raise ValueError(f"no probes of quantity {q!r} on split {sp!r}; recorded there: {have}")
+        return d.groupby("step")["value"].mean()
+
+    both = pd.concat({"x": means(x, split), "y": means(y, y_split or split)}, axis=1).dropna()
+    return both.rename_axis("step").reset_index()
+
+
+def _crossing(path: pd.DataFrame, level: float):
+    """(fractional step, y) where ``path.x`` first falls to ``level``, linearly interpolated between
+    the two probed steps around it; None when the run never gets there."""
+    xs, ys, st = path.x.to_numpy(), path.y.to_numpy(), path.step.to_numpy(dtype=float)
+    below = np.nonzero(xs <= level)[0]
+    if not len(below):
+        return None
+    i = int(below[0])
+    if i == 0 or xs[i - 1] == xs[i]:
+        return st[i], ys[i]
+    w = (xs[i - 1] - level) / (xs[i - 1] - xs[i])
+    return st[i - 1] + w * (st[i] - st[i - 1]), ys[i - 1] + w * (ys[i] - ys[i - 1])
+
+
+def at_equal_forgetting(results: dict, levels=None, *, x: str = "target", y: str = "paraphrase",
+                        split: str = "forget", y_split: str | None = None) -> pd.DataFrame:
+    """Compare runs at the same amount of forgetting instead of the same number of steps.
+
+    For each run (``results``: ``{name: UnlearnResult}``) and each ``level`` of the forgetting
+    quantity ``x`` (mean over the ``split`` probe questions, e.g. the target answer's mass), the
+    value of ``y`` (mean over ``y_split``, default ``split``) at the first point where the run's
+    ``x`` falls to that level, interpolated linearly between probed steps, and that (fractional)
+    step. ``levels`` default: three levels evenly spaced between the runs' highest starting ``x`` and
+    the lowest ``x`` that *every* run reaches, so each method is read where all of them have been.
+    Returns one row per (method, level): ``method, level, step, <y>, reached`` (``reached`` False and
+    NaN values where a run never forgot that much)."""
+    paths = {name: forgetting_path(r, x=x, y=y, split=split, y_split=y_split) for name, r in results.items()}
+    if not paths:
+        raise ValueError("at_equal_forgetting: no results to compare")
+    if levels is None:
+        start = max(float(p.x.iloc[0]) for p in paths.values())
+        common = max(float(p.x.min()) for p in paths.values())
+        levels = np.linspace(start, common, 4)[1:] if common < start else [common]
+    col = y if (y_split or split) == split else f"{y_split} {y}"
+    rows = []
+    for name, path in paths.items():
+        for level in levels:
+            hit = _crossing(path, float(level))
+            rows.append({"method": name, "level": float(level), "step": hit[0] if hit else np.nan,
+                         col: hit[1] if hit else np.nan, "reached": hit is not None})
+    return pd.DataFrame(rows)
+
+
 # -- token level -----------------------------------------------------------------------------------
 
 def answer_token_ids(tokenizer, text: str) -> tuple[int, ...]:
