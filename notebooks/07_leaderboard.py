@@ -58,7 +58,7 @@ from pathlib import Path
 import pandas as pd
 
 import unlearnkit as uk
-from unlearnkit import viz
+from unlearnkit import claims, viz
 from unlearnkit.sweep import main_coefficient, run_name, sensitivity_grid, sweep
 
 viz.setup()
@@ -221,6 +221,16 @@ if oracle is not None:
           + (f" (e.g. {over.iloc[0].method}, retain probability {over.iloc[0].retain_probability:.3f})." if len(over)
              else "."))
 print("All checks hold.")
+
+# %% [markdown]
+# ## 5. The papers' claims, as this course run measured them
+#
+# Every notebook records the headline claims of the paper it follows, with the verdict its own
+# numbers give (`unlearnkit.claims`). Run the whole course with one `figures_dir` (`make book` does)
+# and this table gathers them; claims no notebook measured in that folder say so.
+
+# %%
+claims.table(figures_dir)[["notebook", "paper", "claim", "verdict", "numbers"]]
 
 # %% [markdown]
 # ## Summary

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from unlearnkit import course
+from unlearnkit import claims, course
 
 NB_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 NOTEBOOKS = sorted(p for p in NB_DIR.glob("*.ipynb"))
@@ -75,6 +75,9 @@ def test_notebook_papermill_then_nbval(path, tmp_path, solution_dir, executed_di
               if o.get("output_type") == "stream" and o.get("name") == "stderr"]
     assert not stderr, f"{path.name} wrote to stderr (a warning or a progress bar): {stderr}"
     assert list((tmp_path / "figures").glob("*.png")), "the notebook saved no figure"
+    claimed = {c.id for c in claims.CLAIMS.values() if path.stem.startswith(c.notebook + "_")}
+    recorded = {p.stem for p in (tmp_path / "figures" / "claims").glob("*.json")}
+    assert claimed <= recorded, f"{path.name} recorded no verdict for its paper's claims {sorted(claimed - recorded)}"
     for e in course.exercise_cells(nb, path.name):  # the solution version: every check passes
         text = "".join(_text(o) for o in nb["cells"][e.check].get("outputs", []))
         assert re.search(r"^✓ ", text, flags=re.M) and "not done yet" not in text, \
@@ -92,6 +95,8 @@ def test_notebook_papermill_then_nbval(path, tmp_path, solution_dir, executed_di
     assert p.returncode == 0, log.read_text()[-5000:]
     assert usage.ru_maxrss / 1024 ** 2 < BINDER_GB, f"{path.name} peaked at {usage.ru_maxrss / 1024:.0f} MB"
     shutil.copy(out, executed_dir / path.name)
+    if recorded:
+        shutil.copytree(tmp_path / "figures" / "claims", executed_dir / "claims", dirs_exist_ok=True)
 
 
 def test_course_site_from_the_executed_notebooks(executed_dir, tmp_path):
@@ -119,4 +124,8 @@ def test_course_site_from_the_executed_notebooks(executed_dir, tmp_path):
                       for c in nb["cells"] for o in c.get("outputs", []))
         shown = page.count('src="data:image/png;base64,')
         assert pngs >= 1 and shown == pngs, f"{p.stem}: {pngs} figures and widget images ({widgets} widgets), {shown} shown"
-    print(f"\ncourse site: {len(r['pages'])} pages in {took:.1f} s")
+    verdicts = claims.table(executed_dir)
+    assert (verdicts.verdict != "not measured in this run").all(), verdicts[["claim", "verdict"]]
+    assert "What the miniature reproduces" in index and (tmp_path / "book" / "claims.md").exists()
+    print(f"\ncourse site: {len(r['pages'])} pages in {took:.1f} s; claims: "
+          + ", ".join(f"{v} {n}" for v, n in verdicts.verdict.value_counts().items()))

@@ -46,6 +46,7 @@ import nbformat
 # imported with the module: nbconvert's bleach import warns (html5lib's sanitizer), not a call of ours
 from nbconvert import HTMLExporter
 
+from . import claims
 from . import exercises as ex
 from .io import atomic_dir
 
@@ -340,6 +341,11 @@ def book(executed, out, title: str = "unlearnkit: the course") -> dict:
             entries.append(f'<li><a href="{name}">{html.escape(nb_title)}</a><br>{_md_inline(intro)}</li>')
         rows = "".join(f"<tr><td>{e.notebook}</td><td><code>{n}</code></td><td class=kind>{e.kind}</td>"
                        f"<td>{html.escape(e.task)}</td></tr>" for n, e in ex.EXERCISES.items())
+        verdicts = claims.table(executed)  # what the notebooks recorded when they ran (claims/<id>.json)
+        claim_rows = "".join(f"<tr><td>{r.notebook}</td><td>{html.escape(r.paper)}</td><td>{html.escape(r.claim)}</td>"
+                             f"<td><b>{html.escape(r.verdict)}</b> {html.escape(r.setting)}</td>"
+                             f"<td>{html.escape(r.numbers)}</td></tr>" for r in verdicts.itertuples(index=False))
+        (Path(tmp) / "claims.md").write_text(claims.page(executed), encoding="utf-8")
         launch = binder_url(repo_dir=Path(executed).resolve().parent)
         launch = f'<p><a href="{html.escape(launch)}">Launch the notebooks on Binder</a></p>' if launch else ""
         index = (f"<!DOCTYPE html><html><head><meta charset=utf-8><title>{html.escape(title)}</title>"
@@ -349,7 +355,11 @@ def book(executed, out, title: str = "unlearnkit: the course") -> dict:
                  "parameters and do the exercises. The pages show the <b>solution version</b>: each exercise filled "
                  "in and checked.</p>"
                  f"<ol>{''.join(entries)}</ol><h2>Exercises</h2><table><tr><th>notebook</th><th>exercise</th>"
-                 f"<th>kind</th><th>task</th></tr>{rows}</table></body></html>\n")
+                 f"<th>kind</th><th>task</th></tr>{rows}</table>"
+                 "<h2>What the miniature reproduces</h2><p>Each seed paper's headline claims and the verdict this "
+                 "run's numbers give (<code>unlearnkit.claims</code>; also in <code>claims.md</code>).</p>"
+                 "<table><tr><th>notebook</th><th>paper</th><th>claim</th><th>verdict</th><th>numbers</th></tr>"
+                 f"{claim_rows}</table></body></html>\n")
         (Path(tmp) / "index.html").write_text(index, encoding="utf-8")
     if errors:
         raise CourseError(f"pages with an error output: {errors}")
