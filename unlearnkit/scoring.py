@@ -27,6 +27,7 @@ import torch
 
 from .data import DEFAULT_FORMAT, IGNORE, encode_pairs, trim
 from .data import pad as pad_ids
+from .generation import greedy_continue
 from .models.layers import eval_mode
 
 
@@ -313,12 +314,19 @@ def score_answers(model, tokenizer, questions, answer_lists, *, prefix_share: bo
 @torch.no_grad()
 def generate_from_ids(model, tokenizer, prompt_ids, *, max_new_tokens=48, batch_size: int = 64,
                       do_sample: bool = False, temperature: float = 1.0, num_return_sequences: int = 1,
-                      num_beams: int = 1, seed: int | None = None, return_ids: bool = False):
-    """Continue token-id prompts (lists of ints), left-padded and batched; greedy by default.
+                      num_beams: int = 1, seed: int | None = None, return_ids: bool = False,
+                      max_batch_tokens: int | None = None):
+    """Continue token-id prompts (lists of ints), batched; greedy by default.
 
     ``max_new_tokens``: an int, or one int per prompt (each continuation is cut to its own
     length). Returns stripped strings cut at EOS (``len(prompt_ids) * num_return_sequences``,
     grouped per prompt); with ``return_ids`` also the generated token id lists.
+
+    Greedy decoding of one sequence per prompt goes through :func:`unlearnkit.generation.greedy_continue`
+    (length-sorted batches of at most ``batch_size`` rows and ``max_batch_tokens`` rows x (prompt +
+    new tokens), a pre-allocated KV cache, finished rows dropped; the same tokens as
+    ``model.generate``); sampling, beam search and models that engine does not support use
+    ``model.generate`` in left-padded batches of ``batch_size`` prompts.
     """
     dev = _device(model)
     if seed is not None:
@@ -329,6 +337,14 @@ def generate_from_ids(model, tokenizer, prompt_ids, *, max_new_tokens=48, batch_
         raise ValueError(f"generate: {len(limits)} max_new_tokens values for {len(prompt_ids)} prompts")
     texts, ids_out = [], []
     pad = tokenizer.pad_token_id
+    if not do_sample and num_beams == 1 and num_return_sequences == 1 and prompt_ids:
+        with eval_mode(model):
+            rows = greedy_continue(model, prompt_ids, limits, eos_token_id=tokenizer.eos_token_id, pad_token_id=pad,
+                                   batch_size=batch_size, max_batch_tokens=max_batch_tokens)
+        if rows is not None:
+            rows = [[t for t in row if t != pad] for row in rows]
+            texts = [tokenizer.decode(row, skip_special_tokens=True).strip() for row in rows]
+            return (texts, rows) if return_ids else texts
     with eval_mode(model):
         for s in range(0, len(prompt_ids), batch_size):
             chunk = prompt_ids[s:s + batch_size]
@@ -355,9 +371,9 @@ def generate_from_ids(model, tokenizer, prompt_ids, *, max_new_tokens=48, batch_
 
 def generate(model, tokenizer, questions, *, max_new_tokens: int = 48, batch_size: int = 64, fmt=DEFAULT_FORMAT,
              do_sample: bool = False, temperature: float = 1.0, num_return_sequences: int = 1, seed: int | None = None,
-             return_ids: bool = False, num_beams: int = 1):
+             return_ids: bool = False, num_beams: int = 1, max_batch_tokens: int | None = None):
     """Decode answers to ``questions`` (greedy unless ``do_sample``; beam search with ``num_beams``),
-    left-padded, batched (:func:`generate_from_ids` on the formatted prompts).
+    batched (:func:`generate_from_ids` on the formatted prompts).
 
     Returns a list of stripped strings cut at EOS (``len(questions) * num_return_sequences``,
     grouped per question); with ``return_ids`` also the generated token id lists.
@@ -365,4 +381,4 @@ def generate(model, tokenizer, questions, *, max_new_tokens: int = 48, batch_siz
     prompts = [fmt.prompt_ids(q, tokenizer) for q in questions]
     return generate_from_ids(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size,
                              do_sample=do_sample, temperature=temperature, num_return_sequences=num_return_sequences,
-                             num_beams=num_beams, seed=seed, return_ids=return_ids)
+                             num_beams=num_beams, seed=seed, return_ids=return_ids, max_batch_tokens=max_batch_tokens)
