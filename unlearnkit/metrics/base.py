@@ -326,7 +326,7 @@ class EvalContext:
                                             prefix_share=share, max_batch_tokens=mbt, fmt=self.fmt)
         else:
             self.cache[key] = score_pairs(self.model, self.tokenizer, data["question"], vals, batch_size=bs,
-                                          max_batch_tokens=mbt, fmt=self.fmt)
+                                          max_batch_tokens=mbt, fmt=self.fmt, prefix_share=share)
         return self.cache[key]
 
 
