@@ -86,8 +86,9 @@ def test_common_header():
 
 
 def test_evaluate_scores_each_pair_once(chat_llama, quick_world, monkeypatch):
-    """Across probability, truth ratio, model utility (and the options normalisation on world_facts),
-    no (split, question, answer) is scored twice."""
+    """Across probability, truth ratio, model utility (and the options normalisation on world_facts)
+    and membership inference (which reads the forget answers' per-token log-probs), no
+    (question, answer) is scored twice."""
     model, tok = chat_llama
     seen = []
 
@@ -101,6 +102,8 @@ def test_evaluate_scores_each_pair_once(chat_llama, quick_world, monkeypatch):
 
     monkeypatch.setattr(base, "score_pairs", record(base.score_pairs, False))
     monkeypatch.setattr(base, "score_answers", record(base.score_answers, True))
-    data = {s: quick_world.split(s).select(range(6)) for s in ("forget", "retain", "world_facts")}
-    evaluate(model, tok, data, "tofu", progress=False, prompt_format=CHAT, max_new_tokens=4)
+    data = {s: quick_world.split(s).select(range(6)) for s in ("forget", "retain", "world_facts", "holdout")}
+    df = evaluate(model, tok, data, ["tofu", "mia_min_k", "mia_min_k_plus_plus"], progress=False, prompt_format=CHAT,
+                  max_new_tokens=4)
+    assert {"probability", "truth_ratio", "mia_min_k", "mia_min_k_plus_plus"} <= set(df.metric)
     assert seen and len(seen) == len(set(seen)), "a (question, answer) pair was scored twice"
