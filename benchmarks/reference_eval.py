@@ -90,7 +90,7 @@ class Reference:
         self.model, self.tok, self.fmt = model, tokenizer, fmt
         self.timing = {"generation": 0.0, "scoring": 0.0}
         self.sequences = 0
-        self.encoded = []  # every scored (input ids, labels), for the identity check against the kit
+        self.encoded = []  # every scored (question, answer, input ids), for the identity check against the kit
 
     @torch.no_grad()
     def probs(self, questions, answers, keep_tokens: bool = False):
@@ -98,8 +98,9 @@ class Reference:
         t = time.perf_counter()
         probs, nlls, toks = [], [], []
         for s in range(0, len(questions), BATCH):
-            enc = [self.fmt.pair(q, a) for q, a in zip(questions[s:s + BATCH], answers[s:s + BATCH])]
-            self.encoded += enc
+            qa = list(zip(questions[s:s + BATCH], answers[s:s + BATCH]))
+            enc = [self.fmt.pair(q, a) for q, a in qa]
+            self.encoded += [(q, a, e[0]) for (q, a), e in zip(qa, enc)]
             ids, mask = _pad([e[0] for e in enc], self.tok.pad_token_id)
             labels, _ = _pad([e[1] for e in enc], IGNORE)
             logits = self.model(input_ids=ids, attention_mask=mask).logits
