@@ -27,6 +27,7 @@ from datasets import Dataset
 from tqdm.auto import tqdm
 
 from ..data import DEFAULT_FORMAT, PromptFormat
+from ..generation import CPU_GEN_BATCH_TOKENS
 from ..io import model_digest, run_manifest
 from ..registry import Param, Registry, UnknownNameError, resolve_params
 from ..scoring import generate, score_answers, score_pairs
@@ -94,10 +95,12 @@ def option(name: str, default, doc: str, **range_kw) -> None:
     OPTIONS[name] = Param(default, doc, **range_kw)
 
 
-option("batch_size", 64, "rows per forward pass / generate call", low=1)
+option("batch_size", 64, "rows per scoring forward pass / per greedy decoding batch (decoding also keeps rows x "
+       f"(prompt + max_new_tokens) within {CPU_GEN_BATCH_TOKENS} tokens on CPU)", low=1)
 option("max_batch_tokens", None, "cap on rows x padded length per scoring forward (default: 2048 on CPU, none elsewhere)")
 option("max_new_tokens", 48, "length limit of greedy answers (tokens)", low=1)
-option("prefix_share", True, "score the answers of one question with its prompt's KV cache computed once")
+option("prefix_share", True, "compute shared prefixes once: a header every prompt shares (chat format: system "
+       "prompt, date) once per scoring call, each question's prompt once for all its answers")
 
 
 class MissingInputError(ValueError):
