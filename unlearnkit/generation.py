@@ -259,14 +259,15 @@ def _decode_batch(model, prompts: list[list[int]], limits: list[int], eos: int |
     return res
 
 
-def greedy_continue(model, prompt_ids, max_new_tokens, *, eos_token_id: int | None, pad_token_id: int,
+def greedy_continue(model, prompt_ids, max_new_tokens, *, eos_token_id: int | None, pad_token_id: int | None,
                     batch_size: int = 64, max_batch_tokens: int | None = None) -> list[list[int]] | None:
     """Greedy continuations of ``prompt_ids`` (lists of token ids), in their order.
 
     ``max_new_tokens``: an int or one int per prompt (each row stops at its own limit). Each result is
     the list of new token ids, cut before the first ``eos_token_id`` (EOS itself is not included).
     ``batch_size`` caps rows per batch; ``max_batch_tokens`` caps rows x (longest prompt + longest
-    limit) (default :data:`CPU_GEN_BATCH_TOKENS` on CPU, none elsewhere). Returns None when the
+    limit) (default :data:`CPU_GEN_BATCH_TOKENS` on CPU, none elsewhere); ``pad_token_id`` fills the
+    left padding (masked out; 0 when None). Returns None when the
     model is not one this engine decodes (:func:`supports`); the caller then uses ``model.generate``.
     The model must be in eval mode (dropout off).
     """
@@ -290,7 +291,7 @@ def greedy_continue(model, prompt_ids, max_new_tokens, *, eos_token_id: int | No
     lengths = [len(p) for p in prompts]
     for chunk in _batches(lengths, limits, order, max(1, int(batch_size)), max_batch_tokens):
         outs = _decode_batch(model, [prompts[i] for i in chunk], [limits[i] for i in chunk], eos_token_id,
-                             pad_token_id, cache_kw, logits_kw, device)
+                             0 if pad_token_id is None else pad_token_id, cache_kw, logits_kw, device)
         for i, o in zip(chunk, outs):
             results[i] = o
     return results
