@@ -155,12 +155,19 @@ def _score_encoded(model, enc: dict, *, batch_size: int, entropy: bool, token_le
     lengths = enc["attention_mask"].sum(1)
     order = torch.argsort(lengths, descending=True, stable=True)
     out = _empty_outputs(n, entropy, token_level, token_stats)
+    keep_ok = "logits_to_keep" in _forward_params(model)
     with eval_mode(model):
         for s, e in _batches(lengths[order].tolist(), batch_size, _budget(model, max_batch_tokens)):
             idx = order[s:e]
             part = trim({k: v[idx] for k, v in enc.items()})
-            logits = model(input_ids=part["input_ids"].to(dev), attention_mask=part["attention_mask"].to(dev)).logits
-            labels = part["labels"].to(dev)[:, 1:]
+            L = part["input_ids"].shape[1]
+            # logits only from the position before the batch's first target on (the LM head is not
+            # run on the prompt positions every row of the batch shares)
+            valid = part["labels"] != IGNORE
+            start = max(1, int(valid.float().argmax(1)[valid.any(1)].min())) if keep_ok and bool(valid.any()) else 1
+            kw = {"logits_to_keep": L - start + 1} if keep_ok else {}
+            logits = model(input_ids=part["input_ids"].to(dev), attention_mask=part["attention_mask"].to(dev), **kw).logits
+            labels = part["labels"].to(dev)[:, start:]
             logp = torch.log_softmax(logits[:, :-1].float(), -1)
             _fill(out, idx.numpy(), logp, labels, labels != IGNORE, entropy, token_level, token_stats)
     return _finish(out, entropy, token_level, token_stats)
