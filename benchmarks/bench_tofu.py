@@ -7,14 +7,15 @@ prompt format (plain, and a Llama-3-style chat template with a system prompt and
 instruct models use), both evaluators run the TOFU suite on forget01 (task 1, 40 rows),
 retain_perturbed (400), real_authors_perturbed (100), world_facts_perturbed (117), plus Min-K%
 membership inference of forget vs a holdout (forget01 task 2: 40 rows of other authors, never
-trained on), with 200 new tokens of greedy generation. Printed per run: seconds of each evaluator
-and their ratio; the time split into generation, likelihood scoring and the rest (encoding, ROUGE,
-aggregation); the largest relative difference of the aggregates and absolute difference of the
+trained on), with 200 new tokens of greedy generation. Printed per run: wall seconds and process
+CPU seconds of each evaluator and their ratios (with one torch thread, CPU seconds are what the
+evaluator computed, whatever else ran on a shared machine: the ratio to trust there); the CPU time
+split into generation, likelihood scoring and the rest (encoding, ROUGE, aggregation); the largest relative difference of the aggregates and absolute difference of the
 per-row values; how many greedy answers are identical; how many scored sequences had the same token
 ids on both sides; and the achieved model FLOP/s of scoring and generation (2 x non-embedding
 parameters per token that goes through the model, padding included, plus 2 x hidden x vocab per
-position whose logits are computed; attention not counted) next to this machine's fp32 matmul peak
-measured in the same run (a 2048 x 2048 matmul, best of 5). The header gives the device, torch's
+position whose logits are computed; attention not counted) per CPU second, next to this machine's
+fp32 matmul peak measured in the same run (a 2048 x 2048 matmul, best of 5, per CPU second). The header gives the device, torch's
 thread count, the CPU model and the load average at the start and end (the machine may be shared).
 
     .venv/bin/python benchmarks/run.py tofu
@@ -76,16 +77,17 @@ def _load() -> str:
 
 
 def matmul_peak(n: int = 2048, repeats: int = 5) -> float:
-    """This machine's fp32 matmul throughput (FLOP/s): best of ``repeats`` ``n x n`` products."""
+    """This machine's fp32 matmul throughput (FLOP/s per process CPU second, so a shared machine's
+    preemption does not count): best of ``repeats`` ``n x n`` products."""
     import torch
 
     a, b = torch.randn(n, n), torch.randn(n, n)
     a @ b
     best = math.inf
     for _ in range(repeats):
-        t = time.perf_counter()
+        t = time.process_time()
         a @ b
-        best = min(best, time.perf_counter() - t)
+        best = min(best, time.process_time() - t)
     return 2 * n ** 3 / best
 
 
@@ -170,6 +172,7 @@ class Meter:
     def __init__(self, model):
         self.phase = None
         self.seconds = {"generation": 0.0, "scoring": 0.0}
+        self.cpu = {"generation": 0.0, "scoring": 0.0}  # process CPU seconds (what a shared machine gave us)
         self.flops = {"generation": 0.0, "scoring": 0.0}
         emb = model.get_input_embeddings().weight
         self.vd = emb.numel()  # hidden x vocab: the tied embedding / LM head
@@ -190,12 +193,13 @@ class Meter:
     @contextmanager
     def timed(self, phase):
         outer, self.phase = self.phase, phase
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         try:
             yield
         finally:
             if outer is None:
                 self.seconds[phase] += time.perf_counter() - t
+                self.cpu[phase] += time.process_time() - c
             self.phase = outer
 
     def wrap(self, fn, phase):
@@ -222,12 +226,12 @@ def run_kit(model, tok, splits, holdout, fmt):
     base.score_pairs = meter.wrap(saved["score_pairs"], "scoring")
     base.score_answers = meter.wrap(saved["score_answers"], "scoring")
     try:
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             df = uk.evaluate(model, tok, splits, ["tofu", "mia_min_k"], holdout=holdout, prompt_format=fmt,
                              max_new_tokens=MAX_NEW, progress=False)
-        seconds = time.perf_counter() - t
+        seconds = (time.perf_counter() - t, time.process_time() - c)
     finally:
         for k, v in saved.items():
             setattr(base, k, v)
@@ -260,9 +264,9 @@ def run_reference(model, tok, splits, holdout, fmt):
     ref.Reference.generate = meter.wrap(saved["generate"], "generation")
     formatter = ref.Formatter(tok, chat=fmt.chat, system_prompt=fmt.system_prompt, date_string=fmt.date_string)
     try:
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         out = ref.evaluate(model, tok, splits, {s: infer_role(s) for s in splits}, formatter, holdout=holdout)
-        seconds = time.perf_counter() - t
+        seconds = (time.perf_counter() - t, time.process_time() - c)
     finally:
         for k, v in saved.items():
             setattr(ref.Reference, k, v)
@@ -282,8 +286,8 @@ def same_ids(tok, fmt, encoded) -> tuple[int, int]:
 def compare(model, tok, splits, holdout, fmt, label: str, peak: float) -> dict:
     import numpy as np
 
-    kt, kaggs, krows, kgens, km = run_kit(model, tok, splits, holdout, fmt)
-    rt, rout, rm = run_reference(model, tok, splits, holdout, fmt)
+    (kt, kc), kaggs, krows, kgens, km = run_kit(model, tok, splits, holdout, fmt)
+    (rt, rc), rout, rm = run_reference(model, tok, splits, holdout, fmt)
     raggs = rout["aggregates"]
     rels = {k: abs(kaggs[k] - v) / max(abs(v), 1e-12) for k, v in raggs.items()}
     worst = max(rels, key=rels.get)
@@ -298,16 +302,17 @@ def compare(model, tok, splits, holdout, fmt, label: str, peak: float) -> dict:
     ids_same, ids_n = same_ids(tok, fmt, rout["encoded"])
 
     def split_str(m, total):
-        g, s = m.seconds["generation"], m.seconds["scoring"]
+        g, s = m.cpu["generation"], m.cpu["scoring"]
         return f"{g:.1f}/{s:.1f}/{total - g - s:.1f}"
 
     def gflops(m, phase):
-        return m.flops[phase] / max(m.seconds[phase], 1e-9) / 1e9
+        return m.flops[phase] / max(m.cpu[phase], 1e-9) / 1e9
 
     return {"run": label, "kit_s": round(kt, 1), "ref_s": round(rt, 1), "ratio": round(rt / kt, 2),
-            "kit_gen/score/other_s": split_str(km, kt), "ref_gen/score/other_s": split_str(rm, rt),
-            "gen_ratio": round(rm.seconds["generation"] / max(km.seconds["generation"], 1e-9), 2),
-            "score_ratio": round(rm.seconds["scoring"] / max(km.seconds["scoring"], 1e-9), 2),
+            "kit_cpu_s": round(kc, 1), "ref_cpu_s": round(rc, 1), "cpu_ratio": round(rc / kc, 2),
+            "kit_gen/score/other_cpu_s": split_str(km, kc), "ref_gen/score/other_cpu_s": split_str(rm, rc),
+            "gen_cpu_ratio": round(rm.cpu["generation"] / max(km.cpu["generation"], 1e-9), 2),
+            "score_cpu_ratio": round(rm.cpu["scoring"] / max(km.cpu["scoring"], 1e-9), 2),
             "max_rel_diff_agg": f"{rel:.1e} ({'/'.join(worst)}: {raggs[worst]:.4g})", "max_abs_diff_row": f"{absdiff:.1e}",
             "same_answers": f"{same_gen}/{n_gen}", "same_ids": f"{ids_same}/{ids_n}",
             "kit_GFLOP/s score|gen": f"{gflops(km, 'scoring'):.1f}|{gflops(km, 'generation'):.1f}",
