@@ -17,7 +17,7 @@ PKG = REPO / "unlearnkit"
 #: A module may import from its own layer or below, never from above.
 LAYERS = {
     "registry": 0, "io": 0, "data": 0,
-    "world": 1, "models": 1, "scoring": 1, "losses": 1, "idk": 1, "memorization": 1, "editing.task_vectors": 1,
+    "world": 1, "models": 1, "scoring": 1, "generation": 1, "losses": 1, "idk": 1, "memorization": 1, "editing.task_vectors": 1,
     "validate": 1,
     "probes": 2,
     "objectives": 3, "metrics": 3,

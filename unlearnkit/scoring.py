@@ -6,10 +6,15 @@
 * :func:`score_answers` scores many answers per question. By default it **shares the question
   prefix**: each question's prompt goes through the model once, its key/value cache is copied to
   every answer of that question, and only the answer tokens are run again (``prefix_share=True``).
-  With ``prefix_share=False`` it flattens to (question, answer) pairs (the older path).
+  A header every prompt shares (the chat format's BOS, system prompt and date: at least
+  :data:`MIN_SHARED_HEADER` tokens) goes through the model once per call, for all questions;
+  :func:`score_pairs` shares it too. With ``prefix_share=False`` it flattens to (question, answer)
+  pairs, each scored whole (the older path).
 * :func:`score_texts` scores plain text (every token after the first), for MUSE-style data.
-* :func:`generate` decodes greedily (or samples, or beam-searches) in left-padded batches with the
-  KV cache, cuts at EOS, strips; :func:`generate_from_ids` continues arbitrary token prefixes.
+* :func:`generate` decodes greedily (through :mod:`unlearnkit.generation`'s engine: length-sorted
+  batches, a pre-allocated KV cache, finished rows dropped; or samples, or beam-searches with
+  ``model.generate`` in left-padded batches), cuts at EOS, strips; :func:`generate_from_ids`
+  continues arbitrary token prefixes.
 
 Length-normalized probability follows OpenUnlearning's ``evaluate_probability``: ``T`` counts the
 answer tokens *and* the EOS, ``P̄ = exp(-NLL_sum / T)``.
@@ -27,6 +32,7 @@ import torch
 
 from .data import DEFAULT_FORMAT, IGNORE, encode_pairs, trim
 from .data import pad as pad_ids
+from .generation import greedy_continue
 from .models.layers import eval_mode
 
 
@@ -149,12 +155,19 @@ def _score_encoded(model, enc: dict, *, batch_size: int, entropy: bool, token_le
     lengths = enc["attention_mask"].sum(1)
     order = torch.argsort(lengths, descending=True, stable=True)
     out = _empty_outputs(n, entropy, token_level, token_stats)
+    keep_ok = "logits_to_keep" in _forward_params(model)
     with eval_mode(model):
         for s, e in _batches(lengths[order].tolist(), batch_size, _budget(model, max_batch_tokens)):
             idx = order[s:e]
             part = trim({k: v[idx] for k, v in enc.items()})
-            logits = model(input_ids=part["input_ids"].to(dev), attention_mask=part["attention_mask"].to(dev)).logits
-            labels = part["labels"].to(dev)[:, 1:]
+            L = part["input_ids"].shape[1]
+            # logits only from the position before the batch's first target on (the LM head is not
+            # run on the prompt positions every row of the batch shares)
+            valid = part["labels"] != IGNORE
+            start = max(1, int(valid.float().argmax(1)[valid.any(1)].min())) if keep_ok and bool(valid.any()) else 1
+            kw = {"logits_to_keep": L - start + 1} if keep_ok else {}
+            logits = model(input_ids=part["input_ids"].to(dev), attention_mask=part["attention_mask"].to(dev), **kw).logits
+            labels = part["labels"].to(dev)[:, start:]
             logp = torch.log_softmax(logits[:, :-1].float(), -1)
             _fill(out, idx.numpy(), logp, labels, labels != IGNORE, entropy, token_level, token_stats)
     return _finish(out, entropy, token_level, token_stats)
@@ -162,7 +175,7 @@ def _score_encoded(model, enc: dict, *, batch_size: int, entropy: bool, token_le
 
 def score_pairs(model, tokenizer, questions, answers, *, batch_size: int = 64, fmt=DEFAULT_FORMAT,
                 entropy: bool = False, token_level: bool = False, token_stats: bool = False,
-                max_batch_tokens: int | None = None) -> dict:
+                max_batch_tokens: int | None = None, prefix_share: bool = True) -> dict:
     """Score (question, answer) pairs.
 
     Returns a dict of numpy arrays, one entry per pair: ``logprob`` (sum over answer tokens + EOS,
@@ -173,7 +186,21 @@ def score_pairs(model, tokenizer, questions, answers, *, batch_size: int = 64, f
     standard deviation of ``log p_v`` under ``p``, variance clamped at 1e-6; Min-K%++).
     ``batch_size`` caps rows per forward and ``max_batch_tokens`` rows x padded length (default
     :data:`CPU_BATCH_TOKENS` on CPU, no cap elsewhere).
+
+    When every prompt starts with the same ``>= MIN_SHARED_HEADER`` tokens (the chat format's
+    system prompt and date header), the pairs are scored like :func:`score_answers` with one
+    answer per question: the header's KV cache is computed once per call and shared (same values
+    up to float rounding); ``prefix_share=False`` scores every pair whole.
     """
+    questions, answers = list(questions), list(answers)
+    if prefix_share and fmt.chat and questions and len(questions) == len(answers) and tokenizer.pad_token_id is not None:
+        p_ids = [fmt.prompt_ids(q, tokenizer) for q in questions]
+        if common_header(p_ids) >= MIN_SHARED_HEADER:
+            res = _score_shared(model, tokenizer, questions, [[a] for a in answers], batch_size=batch_size, fmt=fmt,
+                                entropy=entropy, token_level=token_level, token_stats=token_stats,
+                                max_batch_tokens=max_batch_tokens, p_ids=p_ids)
+            return {k: (np.concatenate([r[k] for r in res]) if isinstance(res[0][k], np.ndarray)
+                        else [x for r in res for x in r[k]]) for k in res[0]}
     enc = encode_pairs(tokenizer, questions, answers, fmt=fmt)
     return _score_encoded(model, enc, batch_size=batch_size, entropy=entropy, token_level=token_level,
                           token_stats=token_stats, max_batch_tokens=max_batch_tokens)
@@ -212,19 +239,66 @@ def _select_cache(cache, idx: torch.Tensor):
     return tuple(tuple(t[idx] for t in layer) for layer in cache)
 
 
+#: shortest token prefix common to every prompt that :func:`score_answers` / :func:`score_pairs`
+#: compute once and share (the chat format's BOS, system prompt and date header: 20-60 tokens);
+#: shorter common prefixes (the plain format's ``Question:``) are not worth a separate pass
+MIN_SHARED_HEADER = 8
+
+
+def common_header(prompts: list[list[int]]) -> int:
+    """Length of the token prefix every prompt shares, capped so that each prompt keeps at least
+    one token of its own (its last position predicts the answer's first token)."""
+    if not prompts:
+        return 0
+    first, n = prompts[0], min(len(p) for p in prompts) - 1
+    c = 0
+    while c < n and all(p[c] == first[c] for p in prompts):
+        c += 1
+    return c
+
+
+def _header_cache(model, header: list[int], dev, cache_name: str):
+    """The KV cache of the shared header (one row), or None where the model's cache has no
+    per-layer ``keys``/``values`` (then nothing is shared)."""
+    ids = torch.tensor([header], dtype=torch.long, device=dev)
+    out = model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=True, **_last_logits_kw(model))
+    cache = _out_cache(out)
+    layers = getattr(cache, "layers", None)
+    if not layers or not all(hasattr(layer, "keys") and hasattr(layer, "values") for layer in layers):
+        return None
+    return [(layer.keys, layer.values) for layer in layers]
+
+
+def _repeat_header(model, header_kv, n: int):
+    """A fresh ``DynamicCache`` holding the header's keys and values for ``n`` rows."""
+    from transformers import DynamicCache
+
+    cache = DynamicCache(config=model.config)
+    for i, (k, v) in enumerate(header_kv):
+        cache.update(k.expand(n, *k.shape[1:]).contiguous(), v.expand(n, *v.shape[1:]).contiguous(), i)
+    return cache
+
+
 @torch.no_grad()
 def _score_shared(model, tokenizer, questions, answer_lists, *, batch_size: int, fmt, entropy: bool,
-                  token_level: bool, token_stats: bool, max_batch_tokens=None) -> list[dict]:
+                  token_level: bool, token_stats: bool, max_batch_tokens=None, p_ids=None,
+                  share_header: bool = True) -> list[dict]:
     """Prefix-shared scoring: one prompt pass per question, its KV cache reused by every answer.
 
-    Prompts are left-padded with explicit ``position_ids`` (so padding does not shift RoPE or
-    learned positions); answers are right-padded and continue at each prompt's true length. The
-    log-prob of the first answer token comes from the prompt pass's last position.
+    When every prompt starts with the same ``>= MIN_SHARED_HEADER`` tokens (the chat format's system
+    prompt and date header), that header goes through the model once per call and its KV cache is
+    copied to every batch (``share_header``); each batch then runs only the rest of its prompts.
+    Prompts (after the header) are left-padded with explicit ``position_ids`` (so padding does not
+    shift RoPE or learned positions; the padding sits between header and question, masked out);
+    answers are right-padded and continue at each prompt's true length. The log-prob of the first
+    answer token comes from the prompt pass's last position. ``p_ids``: the prompts' token ids when
+    the caller has them.
     """
     if tokenizer.pad_token_id is None:
         raise ValueError("tokenizer has no pad token; set tokenizer.pad_token (load_model does this)")
     dev = _device(model)
-    p_ids = [fmt.prompt_ids(q, tokenizer) for q in questions]
+    if p_ids is None:
+        p_ids = [fmt.prompt_ids(q, tokenizer) for q in questions]
     flat = []  # (question index, answer ids)
     for i, (q, answers) in enumerate(zip(questions, answer_lists)):
         for a in answers:
@@ -240,16 +314,26 @@ def _score_shared(model, tokenizer, questions, answer_lists, *, batch_size: int,
     order = sorted(range(n), key=lambda k: (-longest[flat[k][0]], flat[k][0], k))
     pad = tokenizer.pad_token_id
     last_kw, cache_name = _last_logits_kw(model), _cache_name(model)  # (signatures read once, not per batch)
-    spans = _batches([longest[flat[k][0]] for k in order], batch_size, _budget(model, max_batch_tokens))
+    used = sorted({i for i, _ in flat})
+    C = common_header([p_ids[i] for i in used]) if share_header else 0
+    header_kv = None
     with eval_mode(model):
+        if C >= MIN_SHARED_HEADER:
+            header_kv = _header_cache(model, p_ids[used[0]][:C], dev, cache_name)
+        if header_kv is None:
+            C = 0
+        # the budget counts what a batch computes: the header is not recomputed
+        spans = _batches([longest[flat[k][0]] - C for k in order], batch_size, _budget(model, max_batch_tokens))
         for s, e in spans:
             rows = order[s:e]
             qs = list(dict.fromkeys(flat[k][0] for k in rows))
             slot = {q: j for j, q in enumerate(qs)}
-            pin, pmask = pad_ids([p_ids[q] for q in qs], pad, left=True)
-            pos = (pmask.cumsum(1) - 1).clamp_min(0)
+            pin, smask = pad_ids([p_ids[q][C:] for q in qs], pad, left=True)
+            pmask = torch.cat([torch.ones((len(qs), C), dtype=smask.dtype), smask], 1)
+            pos = (pmask.cumsum(1) - 1).clamp_min(0)[:, C:]
+            kw = {cache_name: _repeat_header(model, header_kv, len(qs))} if C else {}
             po = model(input_ids=pin.to(dev), attention_mask=pmask.to(dev), position_ids=pos.to(dev), use_cache=True,
-                       **last_kw)
+                       **last_kw, **kw)
             owner = torch.tensor([slot[flat[k][0]] for k in rows], dtype=torch.long)
             first = po.logits[:, -1].float()[owner.to(dev)]  # (B, V): predicts each answer's first token
             cache = _select_cache(_out_cache(po), owner.to(dev))
@@ -286,8 +370,9 @@ def score_answers(model, tokenizer, questions, answer_lists, *, prefix_share: bo
 
     ``answer_lists[i]`` is a list of answers to ``questions[i]``. Returns, per question, a dict of
     arrays shaped like its answer list (keys as :func:`score_pairs`). ``prefix_share=True`` runs
-    each question's prompt once and reuses its KV cache for all its answers (same numbers as the
-    flat path up to float rounding, fewer FLOPs); ``batch_size`` counts answers per forward,
+    each question's prompt once and reuses its KV cache for all its answers, and a header common to
+    every prompt (the chat format's system prompt and date) once for all questions (same numbers as
+    the flat path up to float rounding, fewer FLOPs); ``batch_size`` counts answers per forward,
     ``max_batch_tokens`` caps answers x (prompt + answer length) as in :func:`score_pairs`.
     """
     questions, answer_lists = list(questions), [list(a) for a in answer_lists]
@@ -306,19 +391,26 @@ def score_answers(model, tokenizer, questions, answer_lists, *, prefix_share: bo
             flat_q.append(q)
             flat_a.append(a)
             owner.append(i)
-    res = score_pairs(model, tokenizer, flat_q, flat_a, **kw)
+    res = score_pairs(model, tokenizer, flat_q, flat_a, prefix_share=False, **kw)
     return _split_by_owner(res, np.asarray(owner), len(questions))
 
 
 @torch.no_grad()
 def generate_from_ids(model, tokenizer, prompt_ids, *, max_new_tokens=48, batch_size: int = 64,
                       do_sample: bool = False, temperature: float = 1.0, num_return_sequences: int = 1,
-                      num_beams: int = 1, seed: int | None = None, return_ids: bool = False):
-    """Continue token-id prompts (lists of ints), left-padded and batched; greedy by default.
+                      num_beams: int = 1, seed: int | None = None, return_ids: bool = False,
+                      max_batch_tokens: int | None = None):
+    """Continue token-id prompts (lists of ints), batched; greedy by default.
 
     ``max_new_tokens``: an int, or one int per prompt (each continuation is cut to its own
     length). Returns stripped strings cut at EOS (``len(prompt_ids) * num_return_sequences``,
     grouped per prompt); with ``return_ids`` also the generated token id lists.
+
+    Greedy decoding of one sequence per prompt goes through :func:`unlearnkit.generation.greedy_continue`
+    (length-sorted batches of at most ``batch_size`` rows and ``max_batch_tokens`` rows x (prompt +
+    new tokens), a pre-allocated KV cache, finished rows dropped; the same tokens as
+    ``model.generate``); sampling, beam search and models that engine does not support use
+    ``model.generate`` in left-padded batches of ``batch_size`` prompts.
     """
     dev = _device(model)
     if seed is not None:
@@ -329,6 +421,14 @@ def generate_from_ids(model, tokenizer, prompt_ids, *, max_new_tokens=48, batch_
         raise ValueError(f"generate: {len(limits)} max_new_tokens values for {len(prompt_ids)} prompts")
     texts, ids_out = [], []
     pad = tokenizer.pad_token_id
+    if not do_sample and num_beams == 1 and num_return_sequences == 1 and prompt_ids:
+        with eval_mode(model):
+            rows = greedy_continue(model, prompt_ids, limits, eos_token_id=tokenizer.eos_token_id, pad_token_id=pad,
+                                   batch_size=batch_size, max_batch_tokens=max_batch_tokens)
+        if rows is not None:
+            rows = [[t for t in row if t != pad] for row in rows]
+            texts = [tokenizer.decode(row, skip_special_tokens=True).strip() for row in rows]
+            return (texts, rows) if return_ids else texts
     with eval_mode(model):
         for s in range(0, len(prompt_ids), batch_size):
             chunk = prompt_ids[s:s + batch_size]
@@ -355,9 +455,9 @@ def generate_from_ids(model, tokenizer, prompt_ids, *, max_new_tokens=48, batch_
 
 def generate(model, tokenizer, questions, *, max_new_tokens: int = 48, batch_size: int = 64, fmt=DEFAULT_FORMAT,
              do_sample: bool = False, temperature: float = 1.0, num_return_sequences: int = 1, seed: int | None = None,
-             return_ids: bool = False, num_beams: int = 1):
+             return_ids: bool = False, num_beams: int = 1, max_batch_tokens: int | None = None):
     """Decode answers to ``questions`` (greedy unless ``do_sample``; beam search with ``num_beams``),
-    left-padded, batched (:func:`generate_from_ids` on the formatted prompts).
+    batched (:func:`generate_from_ids` on the formatted prompts).
 
     Returns a list of stripped strings cut at EOS (``len(questions) * num_return_sequences``,
     grouped per question); with ``return_ids`` also the generated token id lists.
@@ -365,4 +465,4 @@ def generate(model, tokenizer, questions, *, max_new_tokens: int = 48, batch_siz
     prompts = [fmt.prompt_ids(q, tokenizer) for q in questions]
     return generate_from_ids(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size,
                              do_sample=do_sample, temperature=temperature, num_return_sequences=num_return_sequences,
-                             num_beams=num_beams, seed=seed, return_ids=return_ids)
+                             num_beams=num_beams, seed=seed, return_ids=return_ids, max_batch_tokens=max_batch_tokens)

@@ -27,6 +27,7 @@ from datasets import Dataset
 from tqdm.auto import tqdm
 
 from ..data import DEFAULT_FORMAT, PromptFormat
+from ..generation import CPU_GEN_BATCH_TOKENS
 from ..io import model_digest, run_manifest
 from ..registry import Param, Registry, UnknownNameError, resolve_params
 from ..scoring import generate, score_answers, score_pairs
@@ -94,10 +95,12 @@ def option(name: str, default, doc: str, **range_kw) -> None:
     OPTIONS[name] = Param(default, doc, **range_kw)
 
 
-option("batch_size", 64, "rows per forward pass / generate call", low=1)
+option("batch_size", 64, "rows per scoring forward pass / per greedy decoding batch (decoding also keeps rows x "
+       f"(prompt + max_new_tokens) within {CPU_GEN_BATCH_TOKENS} tokens on CPU)", low=1)
 option("max_batch_tokens", None, "cap on rows x padded length per scoring forward (default: 2048 on CPU, none elsewhere)")
 option("max_new_tokens", 48, "length limit of greedy answers (tokens)", low=1)
-option("prefix_share", True, "score the answers of one question with its prompt's KV cache computed once")
+option("prefix_share", True, "compute shared prefixes once: a header every prompt shares (chat format: system "
+       "prompt, date) once per scoring call, each question's prompt once for all its answers")
 
 
 class MissingInputError(ValueError):
@@ -251,6 +254,9 @@ class EvalContext:
     fmt: PromptFormat = DEFAULT_FORMAT
     #: split name -> role (:data:`ROLES`, or None when the name says nothing)
     roles: dict = field(default_factory=dict)
+    #: splits whose answers are scored with per-token statistics from the start (membership
+    #: inference reads them; set by :func:`evaluate` from the metrics it runs)
+    token_stats_splits: set = field(default_factory=set)
 
     def role(self, split: str) -> str | None:
         """The role of ``split``: as given to :func:`evaluate`, else inferred from its name."""
@@ -296,16 +302,20 @@ class EvalContext:
             self.cache[key] = [self.tokenizer.tokenize(g) if g else [] for g in self.generations(split, data)]
         return self.cache[key]
 
-    def scores(self, split: str, data, column: str = "answer") -> dict:
+    def scores(self, split: str, data, column: str = "answer", token_stats: bool = False) -> dict:
         """Scores of ``data[column]`` (a string column, or a list column such as ``perturbed_answer``).
 
         ``paraphrased_answer`` and ``perturbed_answer`` (what the truth ratio needs) are scored
         together, several answers per question with the question's prefix computed once
-        (``prefix_share`` option, default True).
+        (``prefix_share`` option, default True). ``token_stats`` adds the per-token quantities of
+        :func:`~unlearnkit.scoring.score_pairs` (membership inference needs them); they are computed
+        with the first scoring of a split listed in :attr:`token_stats_splits`, so each
+        (question, answer) goes through the model once per evaluation.
         """
 
         key = ("score", split, column)
-        if key in self.cache:
+        token_stats = token_stats or (column == "answer" and split in self.token_stats_splits)
+        if key in self.cache and (not token_stats or "token_mu" in self.cache[key]):
             return self.cache[key]
         bs = self.opt("batch_size")
         share = self.opt("prefix_share")
@@ -323,10 +333,12 @@ class EvalContext:
         vals = data[column]
         if vals and isinstance(vals[0], list):
             self.cache[key] = score_answers(self.model, self.tokenizer, data["question"], vals, batch_size=bs,
-                                            prefix_share=share, max_batch_tokens=mbt, fmt=self.fmt)
+                                            prefix_share=share, max_batch_tokens=mbt, fmt=self.fmt,
+                                            token_stats=token_stats)
         else:
             self.cache[key] = score_pairs(self.model, self.tokenizer, data["question"], vals, batch_size=bs,
-                                          max_batch_tokens=mbt, fmt=self.fmt)
+                                          max_batch_tokens=mbt, fmt=self.fmt, prefix_share=share,
+                                          token_stats=token_stats)
         return self.cache[key]
 
 
@@ -411,6 +423,10 @@ def evaluate(model, tokenizer, data, metrics=None, *, reference=None, original=N
     for name, d in {**splits, **({"holdout": ctx.holdout} if ctx.holdout is not None else {})}.items():
         check_dataset(d, f"split {name!r}")
     check_vocab(model, tokenizer)
+    if any(m.startswith("mia_") or m == "privleak" for m, _ in picked):  # they score the member split's answers
+        member = ctx.options.get("mia_member_split", "forget")
+        ctx.token_stats_splits = {ctx.split_of("forget") if member == "forget" and member not in splits else member,
+                                  "holdout"}
     for name, d in splits.items():
         if "answer" in d.column_names:
             warn_long(f"split {name!r}", d, tokenizer, context_length(model), fmt,

@@ -39,7 +39,7 @@ from sklearn.metrics import roc_auc_score
 
 from ..data import IGNORE, encode_pairs, row_ids
 from ..models.layers import eval_mode
-from ..scoring import _device, score_pairs, score_texts
+from ..scoring import _device, score_texts
 from ..world.loaders import DataError
 from .base import EvalContext, MissingInputError, get_metric, metric, option
 
@@ -128,8 +128,7 @@ def mia_stats(ctx: EvalContext, key: str, data) -> dict:
         drop = 0
     else:
         texts = [a.strip() for a in data["answer"]]
-        s = score_pairs(ctx.model, ctx.tokenizer, data["question"], data["answer"], batch_size=bs, token_stats=True,
-                        max_batch_tokens=mbt, fmt=ctx.fmt)
+        s = ctx.scores(key, data, "answer", token_stats=True)  # shared with probability: one forward per pair
         drop = 1 if ctx.tokenizer.eos_token_id is not None else 0
 
     def cut(v):
