@@ -6,7 +6,7 @@
 2. **The TOFU-sized world's target model** (``make_world(name="tofu_sized")``, 200 people), the same,
    vs the 3 min target.
 3. **A fresh ``make demo``** (``BENCH_DEMO=1`` only: it takes minutes): ``git clone`` of this
-   repository into a temporary folder, then ``make demo`` there with an empty model cache, vs the
+   repository (its committed HEAD: uncommitted edits are not measured) into a temporary folder, then ``make demo`` there with an empty model cache, vs the
    4 min target. The virtual environment is created and installed from scratch; pip's wheel cache
    (``~/.cache/pip``) is reused, as on any machine that installed the kit once, so the install
    time is the install, not the download. Set ``BENCH_DEMO_PYTHON`` to the interpreter ``make``
