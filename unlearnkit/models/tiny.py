@@ -86,11 +86,13 @@ class TinyConfig:
 
 #: the default world's models (40 people, 1,104 training rows): builder 2, 28 epochs of batches of 32
 #: at peak lr 6e-3, where builder 1 took 80 epochs of 48 at 3e-3 (about 137 s on 2 quiet cores).
-#: Measured (target, seed 0, one thread): greedy answers exact on 100% of forget, retain and world-fact
-#: questions (ROUGE-L recall 1.0; mean answer probability 0.95 / 0.95 / 0.88), as builder 1's
-#: models (100% exact on the quick world). 36 epochs of 48 at 5e-3 gave the same (0.96 / 0.96 / 0.94).
-#: An epoch costs 0.75x builder 1's (3.0-3.2 vs 4.0-4.3 CPU s, one thread), so the build takes about
-#: 28 / 80 x 0.75 x 1.07 (smaller batches) of builder 1's time; benchmarks/bench_build.py times it.
+#: Measured (target, seed 0, one torch thread): greedy answers exact on 100% of the forget, retain and
+#: world-fact questions (ROUGE-L recall 1.0; mean answer probability 0.95 / 0.95 / 0.88), as builder
+#: 1's models are (100% exact, 0.95 / 0.95 / 0.96 on the quick world); 36 epochs of 48 at 5e-3 gave
+#: the same (0.96 / 0.96 / 0.94). One builder-2 epoch costs 0.75x a builder-1 epoch (3.0-3.2 vs
+#: 4.0-4.3 CPU s on one thread, machine under load), so the build costs about 0.28x builder 1's;
+#: the whole build (tokenizer, training, saving) took 98 CPU s on one thread. benchmarks/bench_build.py
+#: times it on 2 threads.
 DEFAULT_TINY = TinyConfig(epochs=28, batch_size=32, lr=6e-3, builder=2)
 QUICK_TINY = TinyConfig(vocab_size=640, epochs=70)
 #: worlds with memorized records (``WorldConfig.repetitions``, seen 1..27 times in training, see
