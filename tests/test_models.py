@@ -109,3 +109,23 @@ def test_builder2_is_repeatable_and_keyed_apart(quick_world, tiny):
     batches = _batches(lengths, torch.randperm(12, generator=g), 3, 4, g)
     assert sorted(torch.cat(batches).tolist()) == list(range(12))
     assert sum(int(lengths[b].max() - lengths[b].min()) for b in batches) <= 4
+
+
+def test_build_progress_prints_a_line_per_quarter_to_stdout(capsys):
+    """Besides the tqdm bar, a build prints one plain stdout line per quarter of its steps (what
+    ``make demo`` echoes to the terminal through papermill's ``--log-output``); none when disabled."""
+    from unlearnkit.models.tiny import _Progress
+
+    p = _Progress(10, "building target model", True)
+    for i in range(10):
+        p.update(1.0 / (i + 1))
+    p.close()
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "building target model: 10 steps ..."
+    assert [ln.split(" steps")[0].rsplit(" ", 1)[1] for ln in lines[1:]] == ["2/10", "5/10", "8/10", "10/10"]
+    assert "loss 0.100" in lines[-1]
+    q = _Progress(10, "quiet", False)
+    for _ in range(10):
+        q.update(0.5)
+    q.close()
+    assert capsys.readouterr().out == ""
