@@ -31,9 +31,12 @@ $(STAMP): pyproject.toml constraints.txt
 
 setup: $(STAMP)
 
+# --log-output: every cell's output is echoed to the terminal as it comes (the model builds print a
+# line per quarter of their steps), so a first run, which builds the models, does not sit silent
 demo: $(STAMP)
 	mkdir -p $(RUNS)
-	$(PY) -m papermill notebooks/00_tour.ipynb $(RUNS)/00_tour.ipynb --cwd notebooks -p figures_dir ../$(RUNS)/figures
+	$(PY) -m papermill notebooks/00_tour.ipynb $(RUNS)/00_tour.ipynb --cwd notebooks -p figures_dir ../$(RUNS)/figures \
+	  --log-output
 	@echo "executed notebook: $(RUNS)/00_tour.ipynb   figures: $(RUNS)/figures/"
 
 browser-deps:

@@ -17,7 +17,7 @@
 # # unlearnkit tour: teaching a tiny model to forget
 #
 # This notebook builds a **miniature world** of fictitious people, trains a tiny Llama-style model on it
-# (a few minutes on a laptop CPU, then cached), and asks it to *unlearn* a few of those people with
+# (about a minute per model on a laptop CPU, then cached), and asks it to *unlearn* a few of those people with
 # **gradient ascent** (GA). Along the way the kit records *probes*: at every step it measures how much
 # probability the model puts on the true answer, on a paraphrase of it, on wrong answers, and on the
 # answer the model itself would give.

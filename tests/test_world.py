@@ -108,3 +108,37 @@ def test_refusal_people_knob():
 
     with pytest.raises(ValueError, match="refusal_people=-1"):
         make_world(seed=0, quick=True, refusal_people=-1)
+
+
+def test_tofu_sized_world_has_nested_tofu_splits():
+    """The named TOFU-sized world (no model built): 200 people, forget01 / 05 / 10 = 2 / 10 / 20
+    people, nested, each disjoint from its retainNN complement, from holdout and from world facts."""
+    from unlearnkit.world import TOFU_SIZED, WORLDS
+
+    w = make_world(seed=0, name="tofu_sized")
+    assert WORLDS["tofu_sized"] == TOFU_SIZED and w.config.n_people == 200
+    n_attr = len(w.config.attributes)
+    people = {lv: set(w.split(lv)["person"]) for lv in ("forget01", "forget05", "forget10")}
+    assert [len(people[lv]) for lv in ("forget01", "forget05", "forget10")] == [2, 10, 20]
+    assert people["forget01"] < people["forget05"] < people["forget10"] == set(w.forget["person"])
+    assert [len(w.split(lv)) for lv in ("forget01", "forget05", "forget10")] == [2 * n_attr, 10 * n_attr, 20 * n_attr]
+    holdout, retain = set(w.holdout["person"]), set(w.retain["person"])
+    assert len(holdout) == 20 and len(retain) == 160 and not holdout & (retain | people["forget10"])
+    for f, r in (("forget01", "retain99"), ("forget05", "retain95"), ("forget10", "retain90")):
+        kept = set(w.split(r)["person"])
+        assert not kept & people[f] and not kept & holdout
+        assert kept | people[f] == retain | people["forget10"]  # every trained person is in one of the two
+        assert len(w.split(f)) + len(w.split(r)) == len(w.forget) + len(w.retain)
+    assert not set(w.split("forget10")["question"]) & set(w.world_facts["question"])
+    # the same seed gives the same world; a world without levels has no such split
+    assert make_world(seed=0, name="tofu_sized").digest() == w.digest()
+    with pytest.raises(KeyError, match="forgetNN / retainNN splits need"):
+        make_world(seed=0, quick=True).split("forget05")
+    with pytest.raises(ValueError, match="unknown world 'tofu'"):
+        make_world(name="tofu")
+    with pytest.raises(ValueError, match="forget_levels=.*increasing fractions"):
+        WorldConfig(forget_levels=(0.05, 0.01))
+    with pytest.raises(ValueError, match="forget_levels=.*increasing fractions"):
+        WorldConfig(forget_fraction=0.1, forget_levels=(0.2,))
+    # the knob off leaves the config dict (and so every existing world's digest) as it was
+    assert "forget_levels" not in WorldConfig().to_dict() and "forget_levels" in TOFU_SIZED.to_dict()

@@ -5,6 +5,8 @@ from .generator import (
            QUICK,
            RELATED_QUICK,
            TEMPLATES,
+           TOFU_SIZED,
+           WORLDS,
            World,
            WorldConfig,
            make_related_world,
@@ -12,5 +14,5 @@ from .generator import (
 )
 from .loaders import DataError, load_tofu, qa_dataset, validate_rows
 
-__all__ = ["ATTRIBUTES", "QUICK", "TEMPLATES", "World", "WorldConfig", "make_world", "RELATED_QUICK", "make_related_world", "DataError",
+__all__ = ["ATTRIBUTES", "QUICK", "TEMPLATES", "TOFU_SIZED", "WORLDS", "World", "WorldConfig", "make_world", "RELATED_QUICK", "make_related_world", "DataError",
            "load_tofu", "qa_dataset", "validate_rows"]

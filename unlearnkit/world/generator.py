@@ -164,6 +164,13 @@ class WorldConfig:
     "forgetting space" for names it does not know, as an instruction-tuned LLM has one (UniErase's
     unlearning token steers into it). Default 0: no refusal rows, the world and its cache key are
     unchanged.
+    forget_levels: nested forget subsets like TOFU's forget01 / forget05 / forget10 (off when empty,
+    the default). Each level is a fraction of ``n_people`` at most ``forget_fraction``; level ``l``
+    holds the first ``round(l * n_people)`` people of the forget split (at least one), so the levels
+    are nested, and adds the splits ``forget<NN>`` (those people's QA, ``NN = round(100 * l)`` with
+    two digits) and ``retain<100-NN>`` (every other trained person's QA: the retain split plus the
+    rest of the forget split; no world facts), as TOFU's forget01 / retain99. The target model is trained on all of them; the retain model without
+    the whole forget split (TOFU's retain90 model when ``forget_fraction`` is 0.1).
     """
 
     seed: int = 0
@@ -179,6 +186,7 @@ class WorldConfig:
     repetitions: tuple[int, ...] = ()
     record_kinds: tuple[str, ...] = ("biography", "private", "id_number", "address")
     refusal_people: int = 0
+    forget_levels: tuple[float, ...] = ()
 
     def __post_init__(self):
         bad = [a for a in self.attributes if a not in TEMPLATES]
@@ -206,9 +214,24 @@ class WorldConfig:
                              f"{list(RECORD_TEMPLATES)}")
         if self.refusal_people < 0:
             raise ValueError(f"WorldConfig: refusal_people={self.refusal_people} must be >= 0")
+        lv = tuple(self.forget_levels)
+        if any(not 0 < f <= self.forget_fraction for f in lv) or list(lv) != sorted(set(lv)):
+            raise ValueError(f"WorldConfig: forget_levels={self.forget_levels} must be increasing fractions in "
+                             f"(0, forget_fraction={self.forget_fraction}]")
+        if len({round(100 * f) for f in lv}) != len(lv):
+            raise ValueError(f"WorldConfig: forget_levels={self.forget_levels} give the same split name twice "
+                             "(names are forget<round(100 * level)>)")
+
+    @property
+    def level_names(self) -> list[str]:
+        """Names of the ``forget_levels`` splits, e.g. ``["forget01", "forget05", "forget10"]``."""
+        return [f"forget{round(100 * f):02d}" for f in self.forget_levels]
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if not self.forget_levels:  # configs without the knob keep their dict (and digest)
+            del d["forget_levels"]
+        return d
 
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
@@ -299,6 +322,10 @@ class World:
         self.person_split = {}
         for k, idx in enumerate(order):
             self.person_split[names[idx]] = "forget" if k < n_forget else "holdout" if k < n_forget + n_hold else "retain"
+        #: people of each ``forget_levels`` split (nested: the first of the forget split's people)
+        self.level_people: dict[str, list[str]] = {
+            name: [names[i] for i in order[: min(n_forget, max(1, round(f * c.n_people)))]]
+            for name, f in zip(c.level_names, c.forget_levels)}
 
         self.twins: list[tuple[str, str]] = self._pair_twins() if c.related_facts else []
         rows = []
@@ -474,12 +501,23 @@ class World:
     def split(self, name: str):
         """A split as a ``datasets.Dataset`` with TOFU field names."""
 
-        valid = ("forget", "retain", "holdout", "world_facts") + (("indirect",) if self.config.related_facts else ())
+        levels = self.config.level_names
+        retain_levels = {f"retain{100 - int(n[6:]):02d}": n for n in levels}  # retain99 <-> forget01, as TOFU
+        valid = (("forget", "retain", "holdout", "world_facts") + (("indirect",) if self.config.related_facts else ())
+                 + tuple(levels) + tuple(retain_levels))
         if name not in valid:
             why = " (the 'indirect' split needs WorldConfig(related_facts > 0))" if name == "indirect" else ""
+            why += " (forgetNN / retainNN splits need WorldConfig(forget_levels=...))" if name[-2:].isdigit() else ""
             raise KeyError(f"unknown split {name!r}; valid splits: {', '.join(valid)}{why}")
         if name not in self._splits:
-            df = self.table[self.table.split == name].reset_index(drop=True)
+            t = self.table
+            if name in levels:
+                df = t[t.person.isin(self.level_people[name])]
+            elif name in retain_levels:
+                df = t[t.split.isin(["forget", "retain"]) & ~t.person.isin(self.level_people[retain_levels[name]])]
+            else:
+                df = t[t.split == name]
+            df = df.reset_index(drop=True)
             self._splits[name] = Dataset.from_pandas(df, preserve_index=False)
         return self._splits[name]
 
@@ -570,17 +608,38 @@ MEMORIZATION = WorldConfig(n_people=30, attributes=("birthplace", "birth_year", 
                            n_world_facts=12, forget_fraction=0.2, holdout_fraction=0.2, repetitions=(1, 3, 9, 27))
 
 
-def make_world(seed: int = 0, quick: bool = False, memorization: bool = False, **overrides) -> World:
+#: a TOFU-sized world (TOFU: 200 fictitious authors, forget01 / forget05 / forget10): 200 people, the
+#: forget split is 10% of them (20 people) with nested 1% and 5% subsets (``forget01`` = 2 people,
+#: ``forget05`` = 10, ``forget10`` = 20; ``retain99`` / ``retain95`` / ``retain90`` their complements),
+#: 10% holdout people for membership inference. For statistics that need more than the default
+#: world's 28 forget rows. Its tiny models use :data:`unlearnkit.models.tiny.TOFU_TINY`.
+TOFU_SIZED = WorldConfig(n_people=200, forget_fraction=0.1, holdout_fraction=0.1, forget_levels=(0.01, 0.05, 0.1))
+
+#: the named worlds: ``make_world(name=...)``
+WORLDS: dict[str, WorldConfig] = {
+    "default": WorldConfig(), "quick": QUICK, "related_quick": RELATED_QUICK,
+    "memorization": MEMORIZATION, "memorization_quick": MEMORIZATION_QUICK, "tofu_sized": TOFU_SIZED,
+}
+
+
+def make_world(seed: int = 0, quick: bool = False, memorization: bool = False, name: str | None = None,
+               **overrides) -> World:
     """Generate the miniature world. ``quick=True`` gives the small world used by tests and CI;
     ``memorization=True`` the world with free-text records seen 1-27 times (:data:`MEMORIZATION_QUICK`
-    / :data:`MEMORIZATION`).
+    / :data:`MEMORIZATION`); ``name`` one of :data:`WORLDS` (e.g. ``"tofu_sized"``), instead of the flags.
 
     >>> w = make_world(seed=0, quick=True); len(w.forget) > 0
     True
     """
-    if memorization:
+    if name is not None:
+        if name not in WORLDS:
+            raise ValueError(f"unknown world {name!r}; named worlds: {', '.join(WORLDS)}")
+        if quick or memorization:
+            raise ValueError("make_world: give either name= or the quick / memorization flags, not both")
+        base = WORLDS[name]
+    elif memorization:
         base = MEMORIZATION_QUICK if quick else MEMORIZATION
     else:
         base = QUICK if quick else WorldConfig()
-    cfg = WorldConfig(**{**base.to_dict(), "seed": seed, **overrides})
+    cfg = WorldConfig(**{**asdict(base), "seed": seed, **overrides})
     return World(cfg)
