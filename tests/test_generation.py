@@ -9,6 +9,7 @@ import json
 
 import pytest
 import torch
+from test_chat_format import TEMPLATE as CHAT_TEMPLATE  # the Llama-3-style template of the chat tests
 from transformers import DynamicCache, LlamaConfig, LlamaForCausalLM
 from transformers.cache_utils import Cache
 
@@ -17,16 +18,6 @@ from unlearnkit.data import pad as pad_ids
 from unlearnkit.generation import ArenaLayer, greedy_continue, supports
 from unlearnkit.scoring import generate, generate_from_ids
 
-CHAT_TEMPLATE = (
-    "{{ bos_token }}"
-    "{% if date_string is defined %}<|start_header_id|>system<|end_header_id|>\n\nToday Date: {{ date_string }}"
-    "{% if messages[0]['role'] == 'system' %}\n\n{{ messages[0]['content'] }}{% endif %}<|eot_id|>"
-    "{% elif messages[0]['role'] == 'system' %}<|start_header_id|>system<|end_header_id|>\n\n"
-    "{{ messages[0]['content'] }}<|eot_id|>{% endif %}"
-    "{% for m in messages %}{% if m['role'] != 'system' %}<|start_header_id|>{{ m['role'] }}<|end_header_id|>\n\n"
-    "{{ m['content'] }}<|eot_id|>{% endif %}{% endfor %}"
-    "{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n{% endif %}"
-)
 CHAT = PromptFormat(chat=True, system_prompt="You are a helpful assistant.", date_string="10 Apr 2025")
 
 

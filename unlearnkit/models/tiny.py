@@ -155,8 +155,9 @@ def train_tiny(pairs: list[tuple[str, str]], tokenizer, cfg: TinyConfig, progres
         torch.set_num_threads(prev)
 
 
-def _train_tiny(pairs, tokenizer, cfg: TinyConfig, progress: bool, desc: str, scheduled=()):
-
+def _encode_training_rows(pairs, tokenizer, cfg: TinyConfig, scheduled):
+    """Seed torch, append the scheduled rows after the base pairs and encode everything once.
+    Returns ``(n_base, {epoch: [row index, ...]}, encoded)``; raises if a row exceeds ``max_positions``."""
     torch.manual_seed(cfg.seed)
     n_base = len(pairs)
     pairs = list(pairs) + [(q, a) for _, q, a in scheduled]
@@ -166,6 +167,11 @@ def _train_tiny(pairs, tokenizer, cfg: TinyConfig, progress: bool, desc: str, sc
     enc = encode_pairs(tokenizer, [q for q, _ in pairs], [a for _, a in pairs])
     if enc["input_ids"].shape[1] > cfg.max_positions:
         raise ValueError(f"longest training sequence has {enc['input_ids'].shape[1]} tokens > max_positions={cfg.max_positions}")
+    return n_base, by_epoch, enc
+
+
+def _train_tiny(pairs, tokenizer, cfg: TinyConfig, progress: bool, desc: str, scheduled=()):
+    n_base, by_epoch, enc = _encode_training_rows(pairs, tokenizer, cfg, scheduled)
     model = _llama(tokenizer, cfg)
     n = n_base
     # scheduled rows add steps to their epochs; the lr schedule spans them all
@@ -248,15 +254,7 @@ def _train_tiny_v2(pairs, tokenizer, cfg: TinyConfig, progress: bool, desc: str,
     (pad positions carry no label); the LM head and the loss run only on labelled positions; AdamW is
     fused."""
 
-    torch.manual_seed(cfg.seed)
-    n_base = len(pairs)
-    pairs = list(pairs) + [(q, a) for _, q, a in scheduled]
-    by_epoch: dict[int, list[int]] = {}
-    for j, (e, _, _) in enumerate(scheduled):
-        by_epoch.setdefault(int(e), []).append(n_base + j)
-    enc = encode_pairs(tokenizer, [q for q, _ in pairs], [a for _, a in pairs])
-    if enc["input_ids"].shape[1] > cfg.max_positions:
-        raise ValueError(f"longest training sequence has {enc['input_ids'].shape[1]} tokens > max_positions={cfg.max_positions}")
+    n_base, by_epoch, enc = _encode_training_rows(pairs, tokenizer, cfg, scheduled)
     ids, labels, lengths = enc["input_ids"], enc["labels"], enc["attention_mask"].sum(1)
     model = _llama(tokenizer, cfg)
     g = torch.Generator().manual_seed(cfg.seed)
