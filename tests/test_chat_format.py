@@ -21,20 +21,27 @@ TEMPLATE = (
 )
 
 
-@pytest.fixture(scope="module")
-def chat_model(tiny, tmp_path_factory):
-    """A random tiny Llama whose tokenizer has a Llama-3-style chat template (the quick world's BPE
-    plus the template's special tokens; EOS = <|eot_id|>; pad = EOS, as load_model sets it)."""
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+def llama3_chat_tokenizer(base, path):
+    """The quick world's BPE ``base`` plus Llama-3's special tokens and :data:`TEMPLATE`
+    (BOS <|begin_of_text|>, EOS <|eot_id|>), saved and reloaded under ``path``; no pad token."""
+    from transformers import AutoTokenizer
 
-    _, base = tiny
-    path = tmp_path_factory.mktemp("chat_tok")
     base.save_pretrained(path)
     tok = AutoTokenizer.from_pretrained(path)
     tok.add_special_tokens({"bos_token": "<|begin_of_text|>", "eos_token": "<|eot_id|>",
                             "additional_special_tokens": ["<|start_header_id|>", "<|end_header_id|>"]})
     tok.pad_token = None
     tok.chat_template = TEMPLATE
+    return tok
+
+
+@pytest.fixture(scope="module")
+def chat_model(tiny, tmp_path_factory):
+    """A random tiny Llama whose tokenizer has a Llama-3-style chat template (the quick world's BPE
+    plus the template's special tokens; EOS = <|eot_id|>; pad = EOS, as load_model sets it)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tok = llama3_chat_tokenizer(tiny[1], tmp_path_factory.mktemp("chat_tok"))
     assert tok.pad_token_id is None
     tok.pad_token = tok.eos_token  # what load_model does for a tokenizer without one
     torch.manual_seed(0)

@@ -5,7 +5,7 @@ question's prompt once for all its answers; the values equal whole-sequence scor
 import numpy as np
 import pytest
 import torch
-from test_chat_format import TEMPLATE
+from test_chat_format import llama3_chat_tokenizer
 
 import unlearnkit.metrics.base as base
 from unlearnkit import evaluate
@@ -19,15 +19,9 @@ CHAT = PromptFormat(chat=True, system_prompt="You are a helpful assistant that a
 @pytest.fixture(scope="module")
 def chat_llama(tiny, tmp_path_factory):
     """A random tiny Llama (RoPE, grouped-query attention) with a Llama-3-style chat tokenizer."""
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaConfig, LlamaForCausalLM
 
-    _, base_tok = tiny
-    path = tmp_path_factory.mktemp("chat_tok_shared")
-    base_tok.save_pretrained(path)
-    tok = AutoTokenizer.from_pretrained(path)
-    tok.add_special_tokens({"bos_token": "<|begin_of_text|>", "eos_token": "<|eot_id|>",
-                            "additional_special_tokens": ["<|start_header_id|>", "<|end_header_id|>"]})
-    tok.chat_template = TEMPLATE
+    tok = llama3_chat_tokenizer(tiny[1], tmp_path_factory.mktemp("chat_tok_shared"))
     tok.pad_token = tok.eos_token
     torch.manual_seed(0)
     cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
