@@ -56,7 +56,7 @@ CHAT_TEMPLATE = (
 MODEL = dict(hidden_size=256, intermediate_size=1024, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=4,
              max_position_embeddings=1024, tie_word_embeddings=True)
 MAX_NEW = 200
-FINETUNE_STEPS = 60
+FINETUNE_STEPS = 150
 FINETUNE_BATCH = 16
 
 
@@ -297,8 +297,17 @@ def compare(model, tok, splits, holdout, fmt, label: str, peak: float) -> dict:
     # R at float32 rounding (~1e-6) become ~1e-4 relative on an aggregate near 0.01
     agg_ok = all(abs(kaggs[k] - v) <= max(1e-5 * abs(v), 1e-6) for k, v in raggs.items())
     absdiff = max(float(np.max(np.abs(krows[k] - v))) for k, v in rout["values"].items())
-    # per row: 1e-5 absolute, or relative for values above 1 (raw truth ratios R reach 10-100)
-    rows_ok = all(bool(np.all(np.abs(krows[k] - v) <= 1e-5 * np.maximum(1.0, np.abs(v)))) for k, v in rout["values"].items())
+    # per row: probabilities and ROUGE within 1e-5 absolute; raw truth ratios R (exp of a difference
+    # of two mean log-likelihoods, each a float32 sum over ~40 tokens; R reaches 10-100) within 5e-5
+    # relative: float32 rounding of ~1e-6 per token log-prob moves R by up to ~1.5e-5 relative
+    # (measured: 1.2e-5 at R = 2.34 on the fine-tuned model) when the two sides batch differently
+    def row_ok(k, v):
+        tol = 5e-5 * np.abs(v) if k[1] == "truth_ratio" else 1e-5
+        return bool(np.all(np.abs(krows[k] - v) <= tol))
+
+    rows_ok = all(row_ok(k, v) for k, v in rout["values"].items())
+    reldiff_tr = max((float(np.max(np.abs(krows[k] - v) / np.maximum(np.abs(v), 1e-12)))
+                      for k, v in rout["values"].items() if k[1] == "truth_ratio"), default=0.0)
     n_gen = sum(len(g) for g in rout["generations"].values())
     same_gen = sum(a == b for s, g in rout["generations"].items() for a, b in zip(kgens[s], g))
     ids_same, ids_n = same_ids(tok, fmt, rout["encoded"])
@@ -316,11 +325,15 @@ def compare(model, tok, splits, holdout, fmt, label: str, peak: float) -> dict:
             "gen_cpu_ratio": round(rm.cpu["generation"] / max(km.cpu["generation"], 1e-9), 2),
             "score_cpu_ratio": round(rm.cpu["scoring"] / max(km.cpu["scoring"], 1e-9), 2),
             "max_rel_diff_agg": f"{rel:.1e} ({'/'.join(worst)}: {raggs[worst]:.4g})", "max_abs_diff_row": f"{absdiff:.1e}",
+            "max_rel_diff_truth_ratio_row": f"{reldiff_tr:.1e}",
             "same_answers": f"{same_gen}/{n_gen}", "same_ids": f"{ids_same}/{ids_n}",
             "kit_GFLOP/s score|gen": f"{gflops(km, 'scoring'):.1f}|{gflops(km, 'generation'):.1f}",
             "ref_GFLOP/s score|gen": f"{gflops(rm, 'scoring'):.1f}|{gflops(rm, 'generation'):.1f}",
             "peak_GFLOP/s": round(peak / 1e9, 1), "kit_model_GFLOP": round(sum(km.flops.values()) / 1e9),
             "ref_model_GFLOP": round(sum(rm.flops.values()) / 1e9),
+            # the ratio the kit would reach if every model FLOP it does ran at the matmul peak and
+            # nothing else (attention, softmax, Python) cost anything: an upper bound for its FLOPs
+            "ceiling_cpu_ratio": round(rc / (sum(km.flops.values()) / peak), 2),
             "values_agree": bool(agg_ok and rows_ok and same_gen == n_gen)}
 
 

@@ -98,3 +98,40 @@ def test_errors_name_metric_and_field(quick_world, tiny):
     with pytest.raises(DataError, match="metric 'truth_ratio' needs field.*perturbed_answer"):
         evaluate(*tiny, bare, ["truth_ratio"], progress=False)
     assert {"probability", "rouge", "truth_ratio", "forget_quality", "model_utility"} <= set(list_metrics())
+
+
+def test_greedy_answers_of_all_splits_are_decoded_in_one_pooled_call(quick_world, tiny, monkeypatch):
+    """evaluate decodes the greedy answers of every split a generating metric reads in one call
+    (fuller decoding batches), and they are the answers a separate call per split gives."""
+    import unlearnkit.metrics.base as base
+    from unlearnkit.scoring import generate
+
+    model, tok = tiny
+    calls = []
+
+    def counting(*a, **kw):
+        calls.append(len(a[2]))
+        return generate(*a, **kw)
+
+    monkeypatch.setattr(base, "generate", counting)
+    df = evaluate(model, tok, quick_world, ["rouge", "probability"], max_new_tokens=12, progress=False)
+    splits = ["forget", "retain", "world_facts"]
+    assert calls == [sum(len(quick_world.split(s)) for s in splits)]
+    for s in splits:
+        d = quick_world.split(s)
+        alone = generate(model, tok, d["question"], max_new_tokens=12, batch_size=5)
+        got = df[(df.split == s) & (df.metric == "rouge")].sort_values("id").generation.tolist()
+        assert got == alone, s
+
+
+def test_generating_metrics_declare_it():
+    """Every metric that reads ctx.generations says so (generates=...), so pooling sees it."""
+    import inspect
+
+    from unlearnkit.metrics import get_metric
+
+    for name in list_metrics():
+        m = get_metric(name)
+        src = inspect.getsource(m.fn)
+        if "ctx.generations(" in src or "knowmem_generations(" in src:
+            assert m.generates, name

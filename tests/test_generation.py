@@ -167,3 +167,27 @@ def test_bad_inputs():
         greedy_continue(model, [[]], 3, eos_token_id=2, pad_token_id=0)
     assert greedy_continue(model, [[1, 2], [3]], [0, 2], eos_token_id=None, pad_token_id=0)[0] == []
 
+
+
+def test_chat_header_goes_through_the_model_once(tofu_llama):
+    """The chat header every prompt shares is computed once per call, not once per prompt, and the
+    answers are the same as with every prompt run whole (and as HF generate's, tested above)."""
+    from unlearnkit.generation import common_header
+
+    model, tok, questions = tofu_llama
+    prompts = [CHAT.prompt_ids(q, tok) for q in questions]
+    C = common_header(prompts)
+    assert C >= 8
+    seen = []
+    h = model.register_forward_pre_hook(lambda _m, a, kw: seen.append(kw["input_ids"].shape), with_kwargs=True)
+    try:
+        got = greedy_continue(model, prompts, 20, eos_token_id=-1, pad_token_id=tok.pad_token_id, batch_size=16)
+        shared_prefill = sum(r * t for r, t in seen if t > 1)
+        seen.clear()
+        whole = greedy_continue(model, prompts, 20, eos_token_id=-1, pad_token_id=tok.pad_token_id, batch_size=16,
+                                share_header=False)
+        whole_prefill = sum(r * t for r, t in seen if t > 1)
+    finally:
+        h.remove()
+    assert got == whole
+    assert whole_prefill - shared_prefill >= (len(prompts) - 1) * C

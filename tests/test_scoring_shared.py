@@ -101,3 +101,42 @@ def test_evaluate_scores_each_pair_once(chat_llama, quick_world, monkeypatch):
                   max_new_tokens=4)
     assert {"probability", "truth_ratio", "mia_min_k", "mia_min_k_plus_plus"} <= set(df.metric)
     assert seen and len(seen) == len(set(seen)), "a (question, answer) pair was scored twice"
+
+
+@pytest.mark.parametrize("fmt", [PromptFormat(), CHAT], ids=["plain", "chat"])
+def test_answers_common_prefix_runs_once_with_the_prompt(chat_llama, fmt):
+    """Answers of one question that begin alike (TOFU's paraphrased and perturbed answers) share
+    those tokens: they go through the model once, with the prompt. Every score equals whole-sequence
+    scoring, per token too, including an answer that is a prefix of another, two identical answers,
+    and a question with one answer."""
+    from unlearnkit.scoring import _shared_answer_prefixes
+
+    model, tok = chat_llama
+    base_a = "The author's father was a celebrated chef and his mother"
+    qs = ["Who were the parents of Jaime Vasquez?", "Where was Ada Lin born?", "What genre does Bo write?"]
+    lists = [[f"{base_a} a journalist.", f"{base_a} a lawyer.", f"{base_a} was a doctor in Lima.", base_a],
+             ["She was born in Oslo.", "She was born in Oslo."],
+             ["Mostly science fiction."]]
+    flat = [(i, fmt.answer_ids(q, a, tok)) for i, (q, al) in enumerate(zip(qs, lists)) for a in al]
+    prefixes = _shared_answer_prefixes(flat, len(qs))
+    assert len(prefixes[0]) >= 8 and prefixes[2] == []
+    assert len(prefixes[1]) == len(flat[4][1]) - 1  # identical answers keep their last token (EOS) apart
+    count = {"tokens": 0}
+
+    def hook(_m, args, kwargs):
+        count["tokens"] += int(kwargs["input_ids"].numel())
+
+    h = model.register_forward_pre_hook(hook, with_kwargs=True)
+    try:
+        shared = score_answers(model, tok, qs, lists, fmt=fmt, token_stats=True, entropy=True, batch_size=3)
+        shared_tokens, count["tokens"] = count["tokens"], 0
+        whole = score_answers(model, tok, qs, lists, fmt=fmt, token_stats=True, entropy=True, prefix_share=False)
+        whole_tokens = count["tokens"]
+    finally:
+        h.remove()
+    for a, b in zip(shared, whole):
+        _close(a, b)
+        for k in ("token_logprobs", "token_entropy", "token_mu"):
+            for x, y in zip(a[k], b[k]):
+                np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-5)
+    assert shared_tokens < whole_tokens - 3 * len(prefixes[0])

@@ -8,6 +8,9 @@ test compares them token for token) while doing less work:
 * prompts are **sorted by length** and batched under a **token budget** (rows x (longest prompt +
   longest limit) at most ``max_batch_tokens``; at most ``batch_size`` rows), so a batch holds prompts
   of similar length and the prefill pads little;
+* a **header every prompt shares** (the chat format's BOS, system prompt and date) goes through the
+  model once per call; its keys and values start every batch's cache, and the prefill runs only the
+  rest of each prompt;
 * the KV cache is **pre-allocated** once per batch (:class:`ArenaLayer`, a ``transformers`` cache
   layer that writes each step's keys and values in place instead of concatenating the whole cache
   every step, as ``DynamicCache`` does);
@@ -50,6 +53,25 @@ _PROCESSING_FIELDS = {"repetition_penalty": (None, 1.0), "no_repeat_ngram_size":
                       "forced_eos_token_id": (None,), "sequence_bias": (None,), "guidance_scale": (None, 1.0),
                       "exponential_decay_length_penalty": (None,), "renormalize_logits": (None, False),
                       "watermarking_config": (None,)}
+
+
+#: shortest token prefix common to every prompt that :func:`greedy_continue` and the scoring
+#: functions of :mod:`unlearnkit.scoring` compute once and share (the chat format's BOS, system
+#: prompt and date header: 20-60 tokens); shorter common prefixes (the plain format's
+#: ``Question:``) are not worth a separate pass
+MIN_SHARED_HEADER = 8
+
+
+def common_header(prompts: list[list[int]]) -> int:
+    """Length of the token prefix every prompt shares, capped so that each prompt keeps at least
+    one token of its own (its last position predicts the answer's first token)."""
+    if not prompts:
+        return 0
+    first, n = prompts[0], min(len(p) for p in prompts) - 1
+    c = 0
+    while c < n and all(p[c] == first[c] for p in prompts):
+        c += 1
+    return c
 
 
 class ArenaLayer(DynamicLayer):
@@ -195,23 +217,44 @@ def _batches(lengths: list[int], limits: list[int], order: list[int], batch_size
 
 
 @torch.no_grad()
+def _header_states(model, header: list[int], cache_kw: str, logits_kw: dict, device):
+    """Keys and values of the shared ``header`` (one row per layer: ``(1, heads, len, head_dim)``)."""
+    cache = _new_cache(model, len(header))
+    ids = torch.tensor([header], dtype=torch.long, device=device)
+    model(input_ids=ids, attention_mask=torch.ones_like(ids), position_ids=torch.arange(len(header), device=device)[None],
+          use_cache=True, **{cache_kw: cache}, **logits_kw)
+    return [(layer.keys, layer.values) for layer in cache.layers]
+
+
+@torch.no_grad()
 def _decode_batch(model, prompts: list[list[int]], limits: list[int], eos: int | None, pad: int, cache_kw: str,
-                  logits_kw: dict, device) -> list[list[int]]:
-    """Greedy continuations of one batch of prompts (left-padded, one prefill, then one token per step)."""
+                  logits_kw: dict, device, header=None) -> list[list[int]]:
+    """Greedy continuations of one batch of prompts (left-padded, one prefill, then one token per step).
+
+    ``header``: ``(C, states)`` when every prompt starts with the same ``C`` tokens whose keys and
+    values are ``states`` (:func:`_header_states`): the cache starts with them, the prompts' other
+    tokens are left-padded after them (padding between header and question, masked out, with
+    explicit positions) and only those go through the prefill.
+    """
     n = len(prompts)
-    longest = max(len(p) for p in prompts)
+    C, states = header if header is not None else (0, None)
+    rest = [p[C:] for p in prompts]
+    longest = C + max(len(p) for p in rest)
     steps = max(limits)
-    ids = torch.full((n, longest), pad, dtype=torch.long)
+    ids = torch.full((n, longest - C), pad, dtype=torch.long)
     mask = torch.zeros((n, longest), dtype=torch.long)
-    for i, p in enumerate(prompts):
-        ids[i, longest - len(p):] = torch.as_tensor(p, dtype=torch.long)
+    mask[:, :C] = 1
+    for i, p in enumerate(rest):
+        ids[i, longest - C - len(p):] = torch.as_tensor(p, dtype=torch.long)
         mask[i, longest - len(p):] = 1
-    pos = (mask.cumsum(1) - 1).masked_fill(mask == 0, 0)
+    pos = ((mask.cumsum(1) - 1).masked_fill(mask == 0, 0))[:, C:]
     # the mask of every step, pre-allocated: columns past the prompt are filled one per step
     full_mask = torch.ones((n, longest + steps), dtype=torch.long)
     full_mask[:, :longest] = mask
     full_mask = full_mask.to(device)
     cache = _new_cache(model, longest + steps)
+    for layer, (k, v) in zip(cache.layers, states or ()):
+        layer.update(k.expand(n, *k.shape[1:]), v.expand(n, *v.shape[1:]))
     out = model(input_ids=ids.to(device), attention_mask=full_mask[:, :longest], position_ids=pos.to(device),
                 use_cache=True, **{cache_kw: cache}, **logits_kw)
     nxt = out.logits[:, -1].argmax(-1)
@@ -260,14 +303,18 @@ def _decode_batch(model, prompts: list[list[int]], limits: list[int], eos: int |
 
 
 def greedy_continue(model, prompt_ids, max_new_tokens, *, eos_token_id: int | None, pad_token_id: int | None,
-                    batch_size: int = 64, max_batch_tokens: int | None = None) -> list[list[int]] | None:
+                    batch_size: int = 64, max_batch_tokens: int | None = None,
+                    share_header: bool = True) -> list[list[int]] | None:
     """Greedy continuations of ``prompt_ids`` (lists of token ids), in their order.
 
     ``max_new_tokens``: an int or one int per prompt (each row stops at its own limit). Each result is
     the list of new token ids, cut before the first ``eos_token_id`` (EOS itself is not included).
     ``batch_size`` caps rows per batch; ``max_batch_tokens`` caps rows x (longest prompt + longest
     limit) (default :data:`CPU_GEN_BATCH_TOKENS` on CPU, none elsewhere); ``pad_token_id`` fills the
-    left padding (masked out; 0 when None). Returns None when the
+    left padding (masked out; 0 when None). With ``share_header``, a header of at least
+    :data:`MIN_SHARED_HEADER` tokens every prompt starts with (the chat format's system prompt and
+    date) goes through the model once per call; its keys and values start every batch's cache.
+    Returns None when the
     model is not one this engine decodes (:func:`supports`); the caller then uses ``model.generate``.
     The model must be in eval mode (dropout off).
     """
@@ -289,9 +336,14 @@ def greedy_continue(model, prompt_ids, max_new_tokens, *, eos_token_id: int | No
     todo = [i for i in range(len(prompts)) if limits[i] > 0]
     order = sorted(todo, key=lambda i: (-len(prompts[i]), i))
     lengths = [len(p) for p in prompts]
+    header = None
+    if share_header and len(todo) > 1:
+        C = common_header([prompts[i] for i in todo])
+        if C >= MIN_SHARED_HEADER:
+            header = (C, _header_states(model, prompts[todo[0]][:C], cache_kw, logits_kw, device))
     for chunk in _batches(lengths, limits, order, max(1, int(batch_size)), max_batch_tokens):
         outs = _decode_batch(model, [prompts[i] for i in chunk], [limits[i] for i in chunk], eos_token_id,
-                             0 if pad_token_id is None else pad_token_id, cache_kw, logits_kw, device)
+                             0 if pad_token_id is None else pad_token_id, cache_kw, logits_kw, device, header)
         for i, o in zip(chunk, outs):
             results[i] = o
     return results

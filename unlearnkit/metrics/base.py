@@ -95,8 +95,9 @@ def option(name: str, default, doc: str, **range_kw) -> None:
     OPTIONS[name] = Param(default, doc, **range_kw)
 
 
-option("batch_size", 64, "rows per scoring forward pass / per greedy decoding batch (decoding also keeps rows x "
-       f"(prompt + max_new_tokens) within {CPU_GEN_BATCH_TOKENS} tokens on CPU)", low=1)
+option("batch_size", 64, "rows per scoring forward pass", low=1)
+option("gen_batch_size", None, "rows per greedy decoding batch (default: twice batch_size; on CPU decoding also keeps "
+       f"rows x (prompt + max_new_tokens) within {CPU_GEN_BATCH_TOKENS} tokens)", low=1)
 option("max_batch_tokens", None, "cap on rows x padded length per scoring forward (default: 2048 on CPU, none elsewhere)")
 option("max_new_tokens", 48, "length limit of greedy answers (tokens)", low=1)
 option("prefix_share", True, "compute shared prefixes once: a header every prompt shares (chat format: system "
@@ -135,7 +136,9 @@ class Metric:
     fluent"...); ``fields`` are the data columns it needs (``alt_fields``: other sufficient sets,
     e.g. ``("text",)`` for plain-text data); ``aggregate`` maps a split name and the per-example
     values to one number; ``needs`` names inputs from :data:`NEEDS`; ``forget_only`` metrics run
-    only on splits not named in :data:`NON_FORGET_SPLITS`.
+    only on splits not named in :data:`NON_FORGET_SPLITS`. ``generates``: whether the metric reads
+    the split's greedy answers (:meth:`EvalContext.generations`), a bool or ``fn(ctx) -> bool``;
+    :func:`evaluate` decodes the answers of every such split in one pooled call.
     """
 
     name: str
@@ -150,6 +153,11 @@ class Metric:
     needs: frozenset = frozenset()
     alt_fields: tuple[tuple[str, ...], ...] = ()
     forget_only: bool = False
+    generates: bool | Callable = False
+
+    def reads_generations(self, ctx) -> bool:
+        """Whether this metric will read the greedy answers of its splits in ``ctx``."""
+        return bool(self.generates(ctx) if callable(self.generates) else self.generates)
 
     def missing_fields(self, data) -> list[str]:
         cols = set(data.column_names)
@@ -178,7 +186,7 @@ class Metric:
 
 def metric(name: str, *, suites: tuple[str, ...], formula: str, direction: str, source: str,
            fields=("question", "answer"), per_example: bool = True, aggregate=None, needs=(), alt_fields=(),
-           forget_only: bool = False):
+           forget_only: bool = False, generates=False):
     """Decorator registering a metric function (see :class:`Metric`)."""
     unknown = set(needs) - set(NEEDS)
     if unknown:
@@ -187,7 +195,8 @@ def metric(name: str, *, suites: tuple[str, ...], formula: str, direction: str, 
     def deco(fn):
         kw = {} if aggregate is None else {"aggregate": aggregate}
         m = Metric(name, fn, tuple(suites), formula, direction, source, tuple(fields), per_example,
-                   needs=frozenset(needs), alt_fields=tuple(tuple(a) for a in alt_fields), forget_only=forget_only, **kw)
+                   needs=frozenset(needs), alt_fields=tuple(tuple(a) for a in alt_fields), forget_only=forget_only,
+                   generates=generates, **kw)
         METRICS.add(name, m)
         for s in (*suites, "all"):
             SUITES.setdefault(s, []).append(name)
@@ -257,6 +266,9 @@ class EvalContext:
     #: splits whose answers are scored with per-token statistics from the start (membership
     #: inference reads them; set by :func:`evaluate` from the metrics it runs)
     token_stats_splits: set = field(default_factory=set)
+    #: splits whose greedy answers some metric of this evaluation reads (set by :func:`evaluate`):
+    #: the first request decodes all of them in one pooled call, so decoding batches stay full
+    gen_splits: list = field(default_factory=list)
 
     def role(self, split: str) -> str | None:
         """The role of ``split``: as given to :func:`evaluate`, else inferred from its name."""
@@ -286,13 +298,29 @@ class EvalContext:
         if not ok(self):
             raise MissingInputError(f"metric {metric_name!r} needs {how}")
 
-    def generations(self, split: str, data) -> list[str]:
+    def gen_batch(self) -> int:
+        """Rows per greedy decoding batch: the ``gen_batch_size`` option, else twice ``batch_size``."""
+        return int(self.opt("gen_batch_size") or 2 * self.opt("batch_size"))
 
+    def generations(self, split: str, data) -> list[str]:
+        """Greedy answers to ``data["question"]`` (``max_new_tokens`` option; cached per split).
+
+        The first request for one of :attr:`gen_splits` decodes every split listed there that has
+        no answers yet, in one call (length-sorted batches of ``gen_batch_size`` rows across
+        splits): the same answers as one call per split, in fuller batches.
+        """
         key = ("gen", split)
         if key not in self.cache:
-            self.cache[key] = generate(self.model, self.tokenizer, data["question"],
-                                       max_new_tokens=self.opt("max_new_tokens"),
-                                       batch_size=self.opt("batch_size"), fmt=self.fmt)
+            todo = [(split, data)]
+            if split in self.gen_splits and data is self.splits.get(split):
+                todo += [(s, self.splits[s]) for s in self.gen_splits if s != split and ("gen", s) not in self.cache]
+            questions = [q for _, d in todo for q in d["question"]]
+            answers = generate(self.model, self.tokenizer, questions, max_new_tokens=self.opt("max_new_tokens"),
+                               batch_size=self.gen_batch(), fmt=self.fmt)
+            start = 0
+            for s, d in todo:
+                self.cache[("gen", s)] = answers[start:start + len(d)]
+                start += len(d)
         return self.cache[key]
 
     def generation_tokens(self, split: str, data) -> list[list[str]]:
@@ -453,6 +481,7 @@ def evaluate(model, tokenizer, data, metrics=None, *, reference=None, original=N
                 _skip(mname, f"split {split!r} lacks field(s) {missing_f}")
                 continue
             todo.append((m, split, named))
+    ctx.gen_splits = list(dict.fromkeys(split for m, split, _ in todo if split is not None and m.reads_generations(ctx)))
     frames = []
     bar = tqdm(todo, desc="evaluate", disable=not progress, leave=False)
     for m, split, named in bar:

@@ -271,7 +271,7 @@ def _ground_truth(data) -> list[str]:
     return list(data["original_answer"]) if "original_answer" in data.column_names else list(data["answer"])
 
 
-@metric("token_entropy", suites=("closer_look",), direction="more fluent / diverse output (low = degenerate)",
+@metric("token_entropy", suites=("closer_look",), generates=True, direction="more fluent / diverse output (low = degenerate)",
         formula="TE = H/log2(n), H = -Σ f_w log2 f_w over unigram freq of tokenize(greedy answer); 0 if n <= 1",
         source="A Closer Look at Machine Unlearning for LLMs (Yuan et al. 2024), spec B7", fields=("question",))
 def token_entropy(ctx, split, data):
@@ -281,7 +281,7 @@ def token_entropy(ctx, split, data):
                          "n_tokens": [len(t) for t in toks], "generation": gens})
 
 
-@metric("cosine_similarity", suites=("closer_look",), direction="more knowledge (answer closer to the truth)",
+@metric("cosine_similarity", suites=("closer_look",), generates=True, direction="more knowledge (answer closer to the truth)",
         formula="max(0, cos(E(greedy answer), E(true answer))), E = sentence embedding (all-MiniLM-L6-v2)",
         source="A Closer Look (Yuan et al. 2024), spec B7; embedder: sentence-transformers all-MiniLM-L6-v2")
 def cosine_similarity(ctx, split, data):
@@ -294,7 +294,7 @@ def cosine_similarity(ctx, split, data):
     return pd.DataFrame({"id": row_ids(data), "value": cosine_scores(e[:len(gens)], e[len(gens):]), "generation": gens})
 
 
-@metric("entailment_score", suites=("closer_look",), needs=("nli_model",),
+@metric("entailment_score", suites=("closer_look",), generates=True, needs=("nli_model",),
         direction="more knowledge (the answer entails / is entailed by the truth)",
         formula="1[NLI argmax = entailment] (forced 0 if ROUGE-L recall < 0.1); forget: premise = generation",
         source="A Closer Look (Yuan et al. 2024), spec B7; NLI model from the nli_model option")
@@ -316,7 +316,7 @@ def entailment_score(ctx, split, data):
                          "premise": premise})
 
 
-@metric("fact_recall", suites=("closer_look",), fields=("question", "answer", "value", "perturbed_answer"),
+@metric("fact_recall", suites=("closer_look",), generates=True, fields=("question", "answer", "value", "perturbed_answer"),
         direction="more knowledge (the true value is stated)",
         formula="1[greedy answer states the true value]; label collapsed / true / wrong (a perturbed value) / refusal / none",
         source="unlearnkit (miniature world: facts are known, so answers can be checked)")

@@ -27,7 +27,7 @@ from .closer_look import (
 )
 
 
-@metric("collapse", suites=("closer_look",), direction="more degenerate output (collapse, not forgetting)",
+@metric("collapse", suites=("closer_look",), generates=True, direction="more degenerate output (collapse, not forgetting)",
         formula="1 if greedy answer is empty, >50% repeated bigrams, or token entropy < 0.6 (n >= 4); mean = collapse rate",
         source="unlearnkit (DESIGN.md collapse detector); token entropy from Yuan et al. 2024", fields=("question",))
 def collapse(ctx, split, data):

@@ -109,7 +109,7 @@ def verbatim_memorization(ctx, split, data):
     conts = [c[:cap] for c in conts]
     truth = [tok.decode(c, skip_special_tokens=True).strip() for c in conts]
     gens = generate_from_ids(ctx.model, tok, prefixes, max_new_tokens=[len(c) for c in conts],
-                             batch_size=ctx.opt("batch_size"))
+                             batch_size=ctx.gen_batch())
     ids = row_ids(data)
     return pd.DataFrame({"id": ids, "value": rouge_l_f1(truth, gens), "prefix": [tok.decode(p) for p in prefixes],
                          "continuation": truth, "generation": gens})
@@ -180,12 +180,12 @@ def knowmem_generations(ctx, split, data) -> list[str]:
         prompts = [tok(icl_prompt(examples, q, tokenizer=tok), add_special_tokens=True)["input_ids"]
                    for q in data["question"]]
         gens = generate_from_ids(ctx.model, tok, prompts, max_new_tokens=int(ctx.opt("knowmem_max_new_tokens")),
-                                 batch_size=ctx.opt("batch_size"))
+                                 batch_size=ctx.gen_batch())
         ctx.cache[key] = [cut_at_stops(g) for g in gens]
     return ctx.cache[key]
 
 
-@metric("knowledge_memorization", suites=("muse",),
+@metric("knowledge_memorization", suites=("muse",), generates=lambda ctx: ctx.opt("knowmem_icl") is None,
         direction="more knowledge (forget: lower = more forgotten; retain: utility preserved)",
         formula="ROUGE-L F1(greedy answer, true answer); few-shot prompt with option knowmem_icl",
         source="MUSE (Shi et al. 2024) KnowMem, spec B8")

@@ -22,7 +22,7 @@ from .closer_look import classify_answer, wrong_values
 from .collapse import collapse_flags
 
 
-@metric("related_recall", suites=("related",), fields=("question", "answer", "value", "carrier"),
+@metric("related_recall", suites=("related",), generates=True, fields=("question", "answer", "value", "carrier"),
         direction="more knowledge (the forgotten value is re-derived through related knowledge)",
         formula="1[greedy answer to an indirect probe states the forgotten value]; labels as fact_recall; "
                 "prob = P(answer|question) (sequence probability)",

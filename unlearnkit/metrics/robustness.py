@@ -196,14 +196,15 @@ def _prob_and_rouge(model, tokenizer, questions, answers, ctx):
 
     bs = ctx.opt("batch_size")
     p = score_pairs(model, tokenizer, questions, answers, batch_size=bs, fmt=ctx.fmt)["prob"]
-    gens = generate(model, tokenizer, questions, max_new_tokens=ctx.opt("max_new_tokens"), batch_size=bs, fmt=ctx.fmt)
+    gens = generate(model, tokenizer, questions, max_new_tokens=ctx.opt("max_new_tokens"), batch_size=ctx.gen_batch(),
+                    fmt=ctx.fmt)
     return p, rouge_recall(answers, gens), gens
 
 
 # -- registered metrics ---------------------------------------------------------------------------
 
 
-@metric("relearning", suites=("robustness",), forget_only=True,
+@metric("relearning", suites=("robustness",), generates=True, forget_only=True,
         direction="more knowledge recovered after a few fine-tuning steps on other rows (less robust forgetting)",
         formula="P̄(a|q) on held-back rows after relearn_steps of NLL fine-tuning on relearn_fraction of the split",
         source="relearning attacks (Lynch et al. 2024; Hu et al. 2024, 'Jogging the memory of unlearned LLMs')")
@@ -248,7 +249,7 @@ def relearning(ctx, split, data):
                          "n_relearn": len(train)})
 
 
-@metric("quantization", suites=("robustness",),
+@metric("quantization", suites=("robustness",), generates=True,
         direction="more knowledge after weight rounding (on forget: knowledge that rounding brings back)",
         formula="P̄(a|q) after rounding linear weights to quant_bits (absmax, groups of 64)",
         source="Zhang et al. 2024, 'Does your LLM truly unlearn? An embarrassingly simple approach'")
@@ -282,7 +283,7 @@ def paraphrase_probe(ctx, split, data):
     key = ("gen_paraphrased_question", split)
     if key not in ctx.cache:
         ctx.cache[key] = generate(ctx.model, ctx.tokenizer, pq, max_new_tokens=ctx.opt("max_new_tokens"),
-                                  batch_size=bs, fmt=ctx.fmt)
+                                  batch_size=ctx.gen_batch(), fmt=ctx.fmt)
     gens = ctx.cache[key]
     prob = score_pairs(ctx.model, ctx.tokenizer, pq, data["answer"], batch_size=bs, fmt=ctx.fmt)["prob"]
     return pd.DataFrame({"id": row_ids(data), "value": rouge_recall(data["answer"], gens), "prob": prob,
@@ -307,7 +308,7 @@ def prefix_probe(ctx, split, data):
         rests.append(rest)
         prompts.append(ids)
     gens = generate_from_ids(ctx.model, tok, prompts, max_new_tokens=ctx.opt("max_new_tokens"),
-                             batch_size=ctx.opt("batch_size"))
+                             batch_size=ctx.gen_batch())
     out = pd.DataFrame({"id": row_ids(data), "value": rouge_recall(rests, gens), "prefix": prefixes, "rest": rests,
                         "generation": gens})
     if "value" in data.column_names:

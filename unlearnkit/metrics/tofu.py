@@ -91,7 +91,7 @@ def probability(ctx, split, data):
     return pd.DataFrame({"id": data["id"], "value": p, "mean_nll": s["mean_nll"], "n_tokens": s["n_tokens"]})
 
 
-@metric("rouge", suites=("tofu",), direction="more knowledge",
+@metric("rouge", suites=("tofu",), generates=True, direction="more knowledge",
         formula="ROUGE-L recall(greedy answer vs true answer)", source="TOFU; rouge-score package")
 def rouge(ctx, split, data):
     gens = ctx.generations(split, data)
