@@ -1,6 +1,8 @@
 """Foundation figures next to their targets: tiny model build time, cached reload, answer recall.
 
-Builds into a fresh temporary cache so the build is really measured (not a cache hit).
+Builds into a fresh temporary cache so the build is really measured (not a cache hit). The 60 s
+target is issue 16's for the default world on 2 quiet cores (``bench_build.py`` measures it with
+the TOFU-sized world and a fresh ``make demo``).
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ def main(quick: bool = False) -> list[dict]:
     exact = float(np.mean([g == a for g, a in zip(gens, table.answer)]))
     world_name = "quick" if quick else "default"
     rows.append({"figure": f"target model build ({world_name} world, 2 cores)", "measured": f"{build:.1f} s",
-                 "target": "<= 180 s", "ratio_to_target": build / 180})
+                 "target": "<= 60 s", "ratio_to_target": build / 60})
     rows.append({"figure": "cached reload", "measured": f"{reload:.2f} s", "target": "<= 5 s", "ratio_to_target": reload / 5})
     rows.append({"figure": "greedy answers: mean ROUGE-L recall", "measured": f"{r.mean():.3f}", "target": ">= 0.9",
                  "ratio_to_target": r.mean() / 0.9})
