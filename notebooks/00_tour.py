@@ -41,6 +41,7 @@ figures_dir = "figures"  # where PNG figures are written (None: do not save)
 model_path = None      # a Hugging Face causal LM folder or hub name instead of the tiny model
 tofu_path = None       # a folder of TOFU-format files (forget01_perturbed.json, retain_perturbed.json, ...)
 prompt_format = "plain"  # "plain" (Question: ...\nAnswer:) or "chat": the model's chat template (instruct models)
+result_path = None     # set by a sweep (unlearnkit sweep): where this run's row of numbers is written
 
 # %%
 import pandas as pd
@@ -174,6 +175,18 @@ pd.DataFrame({"question": qs,
 start, end = sq.loc["target", "start"], sq.loc["target", "end"]
 assert end < start, "unlearning did not lower the target answer's probability"
 print(f"forget target mass {start:.3f} -> {end:.4f} ({start / max(end, 1e-12):.0f}x lower)")
+
+# %% [markdown]
+# `record_result` publishes this run's headline numbers when the notebook is swept; by hand it writes nothing.
+
+# %%
+now = summary[summary.model == f"after {method}"]
+split_metric, aggregate = now.groupby(["split", "metric"]).value.first(), now.groupby("metric").value.first()
+uk.record_result(result_path, target_before=start, target_after=end, paraphrase_peak=sq.loc["paraphrase", "peak"],
+                 forget_probability=split_metric[("forget", "probability")],
+                 retain_probability=split_metric[("retain", "probability")],
+                 retain_rouge=split_metric[("retain", "rouge")], forget_quality=aggregate.get("forget_quality"),
+                 model_utility=aggregate.get("model_utility"))
 
 
 # %% [markdown]

@@ -43,6 +43,7 @@ probe_size = 8                     # forget questions probed along the way
 methods = ["ga", "bs_t", "bs_s"]   # objectives to compare (names from unlearnkit.list_objectives())
 bs_lam = 0.5                       # BS-T / BS-S: share of the model's own beliefs in what is pushed down; 0 is plain GA
 figures_dir = "figures"            # where PNG figures are written (None: do not save)
+result_path = None                 # set by a sweep (unlearnkit sweep): where this run's row of numbers is written
 
 # %%
 import pandas as pd
@@ -319,6 +320,16 @@ assert sq.loc["target", "end"] < sq.loc["target", "start"], "GA did not lower th
 assert (ends.sum(axis=1) <= 1 + 1e-6).all(), "each distinct answer must be counted once"
 print(f"GA: target {sq.loc['target', 'start']:.3f} -> {sq.loc['target', 'end']:.3f}; "
       f"paraphrase peak {sq.loc['paraphrase', 'peak']:.3f}; misreported by ROUGE: {len(fooled)} of {len(table)}")
+
+# %% [markdown]
+# `record_result` publishes this run's headline numbers when the notebook is swept; by hand it writes nothing.
+
+# %%
+uk.record_result(result_path, ga_target_before=sq.loc["target", "start"], ga_target_after=sq.loc["target", "end"],
+                 ga_paraphrase_peak=sq.loc["paraphrase", "peak"], equal_forgetting_level=deepest.level.iloc[0],
+                 **{f"paraphrase_at_equal_forgetting_{n.lower().replace('-', '_')}": v
+                    for n, v in deepest.paraphrase.items()},  # GA, BS-T, BS-S: the beliefs claim's numbers
+                 rouge_misreported_share=len(fooled) / len(table))
 
 
 # %% [markdown]

@@ -50,6 +50,7 @@ probe_every = 2            # record probes every k steps
 probe_size = 8             # forget questions probed along the way
 retain_size = 40           # retain questions evaluated (the whole retain split: None)
 figures_dir = "figures"    # where PNG figures are written (None: do not save)
+result_path = None         # set by a sweep (unlearnkit sweep): where this run's row of numbers is written
 
 # %%
 import numpy as np
@@ -328,6 +329,18 @@ assert te_all.between(0, 1 + 1e-9).all(), "token entropy is normalized to [0, 1]
 changed = [n for n in results if (wide.loc[n] - wide.loc["before"]).abs().max() > 1e-6]
 assert changed, "no objective changed what the model says"
 print(f"objectives that changed the answers: {changed}; lowest forget token entropy: {lowest_te}")
+
+# %% [markdown]
+# `record_result` publishes this run's headline numbers when the notebook is swept; by hand it writes nothing.
+
+# %%
+recall = wide[("retain", "fact_recall")]
+deepest = fair[fair.level == fair.level.min()].set_index("method")["retain target"]  # the equal-forgetting level
+uk.record_result(result_path, ga_forget_token_entropy=te.get("GA"), me_forget_token_entropy=te.get("ME"),
+                 idk_retain_refusals=refused.get(("IDK", "retain")),
+                 idk_ap_retain_refusals=refused.get(("IDK+AP", "retain")),
+                 idk_retain_fact_recall=recall.get("IDK"), idk_ap_retain_fact_recall=recall.get("IDK+AP"),
+                 equal_forgetting_best=deepest.idxmax(), equal_forgetting_best_retain_mass=deepest.max())
 
 
 # %% [markdown]

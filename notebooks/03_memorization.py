@@ -45,6 +45,7 @@ el_n = 4                  # n of EL_n (the paper uses 10 on 200-token sequences;
 prefix_len = 4            # record tokens the attacker knows (besides the record's header)
 n_samples = 4             # sampled continuations per record in the attack (besides the greedy one)
 figures_dir = "figures"   # where PNG figures are written (None: do not save)
+result_path = None        # set by a sweep (unlearnkit sweep): where this run's row of numbers is written
 
 # %%
 import pandas as pd
@@ -311,6 +312,16 @@ miau = miau.assign(gap=lambda d: d.forget - d.unseen).set_index("model")
 display(Markdown("Mean MIAU score on forget minus unseen records (0: indistinguishable): " + "; ".join(
     f"{k} {v:.2f}" for k, v in miau.gap.items()) + "."))
 miau.round(2)
+
+# %% [markdown]
+# `record_result` publishes this run's headline numbers when the notebook is swept; by hand it writes nothing.
+
+# %%
+uk.record_result(result_path, unseen_ma=unseen_ma,
+                 **{f"{k.lower()}_above_unseen": int(v) for k, v in u["above unseen MA"].items()},  # GA, SGA, TA, TAU
+                 ga_recovered_by_attack=int(u.loc["GA", "recovered by attack"]),
+                 ga_retain_probability=u.loc["GA", "retain QA probability"],
+                 sga_retain_probability=u.loc["SGA", "retain QA probability"])
 
 
 # %% [markdown]

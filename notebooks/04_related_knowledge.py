@@ -39,6 +39,7 @@ alphas = [0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0]       # the α grid of the sweep
 alpha = 1.0                # the notebook's α (UIPE's result at this α is compared with the base objectives)
 budget = 0.9               # exercise: keep at least this share of the retain probability
 max_new_tokens = 24        # length of greedy answers (tokens)
+result_path = None         # set by a sweep (unlearnkit sweep): where this run's row of numbers is written
 
 # %%
 
@@ -203,8 +204,9 @@ t.round(3)
 # %%
 u, b = t.loc[f"{uipe_method}+uipe"], t.loc[uipe_method]
 ki, kr = ("indirect", "related_recall"), ("retain", "probability")
-claims.record("uipe_indirect", figures_dir, setting=f"alpha {alpha:g}" + (", quick" if quick else ""),
-              uipe_indirect_recall=u[ki], base_indirect_recall=b[ki], uipe_retain=u[kr], base_retain=b[kr])
+uipe_claim = claims.record("uipe_indirect", figures_dir, setting=f"alpha {alpha:g}" + (", quick" if quick else ""),
+                           uipe_indirect_recall=u[ki], base_indirect_recall=b[ki], uipe_retain=u[kr],
+                           base_retain=b[kr])
 verdict = ("UIPE closes more of the indirect route" if u[ki] < b[ki] else
            "UIPE does not close more of the indirect route here")
 display(Markdown(
@@ -252,6 +254,15 @@ carrier_name = ...  # a person's name
 
 # %%
 ex.check_carrier(carriers, probe_id, carrier_name)
+
+# %% [markdown]
+# `record_result` publishes this run's headline numbers when the notebook is swept; by hand it writes nothing.
+
+# %%
+kf = ("forget", "fact_recall")
+uk.record_result(result_path, target_indirect_recall=t.loc["target", ki], base_forget_recall=b[kf],
+                 base_indirect_recall=b[ki], base_retain_probability=b[kr], uipe_forget_recall=u[kf],
+                 uipe_indirect_recall=u[ki], uipe_retain_probability=u[kr], uipe_claim=uipe_claim.verdict)
 
 
 # %% [markdown]

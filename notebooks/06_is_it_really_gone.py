@@ -42,6 +42,7 @@ steps = 30                          # unlearning steps of each objective
 lrs = {"ga": 3e-4, "npo": 3e-4}     # objective -> learning rate
 max_new_tokens = 32                 # length of the greedy answers the metrics read
 figures_dir = "figures"             # where PNG figures are written (None: do not save)
+result_path = None                 # set by a sweep (unlearnkit sweep): where this run's row of numbers is written
 
 # %%
 import pandas as pd
@@ -193,9 +194,9 @@ for n in results:
         more = "more than" if p.after > q.after + 0.05 else "about as much as" if abs(p.after - q.after) <= 0.05 else "less than"
         print(f"   {kind}: ROUGE-L recall {p.after:.2f}, {more} the retain model ({q.after:.2f}).")
 first = next(iter(results))
-claims.record("relearning_returns", figures_dir, setting=first + (", quick" if quick else ""),
-              before=att.loc[(first, rel)].before, after=att.loc[(first, rel)].after,
-              retain_after=att.loc[("retain", rel)].after)
+relearn_claim = claims.record("relearning_returns", figures_dir, setting=first + (", quick" if quick else ""),
+                              before=att.loc[(first, rel)].before, after=att.loc[(first, rel)].after,
+                              retain_after=att.loc[("retain", rel)].after)
 
 # %%
 ex.check_relearning_prediction(attacks, prediction)
@@ -255,6 +256,16 @@ assert aucs.drop(columns="privleak").stack().between(0, 1).all(), "AUCs lie in [
 assert auc["target"] >= auc["retain"], "the target model knows its forget rows"
 assert set(attacks.model) == set(models), "every model went through every attack"
 print("All checks hold.")
+
+# %% [markdown]
+# `record_result` publishes this run's headline numbers when the notebook is swept; by hand it writes nothing.
+
+# %%
+uk.record_result(result_path, min_k_auc_retain=auc["retain"],
+                 **{f"min_k_auc_{m}": auc[names.get(m, m)] for m in lrs},
+                 **{f"privleak_{m}": aucs.loc[names.get(m, m), "privleak"] for m in lrs},
+                 relearn_before=att.loc[(first, rel)].before, relearn_after=att.loc[(first, rel)].after,  # first method
+                 relearn_claim=relearn_claim.verdict)
 
 
 # %% [markdown]

@@ -50,6 +50,7 @@ lrs = [1e-4, 3e-4, 1e-3]            # learning rates swept (AdamW); the middle o
 steps = [5, 10, 20]                 # numbers of unlearning steps swept; the middle one is the base run's
 factors = [0.33, 1.0, 3.0]          # each method's main coefficient: its default times these
 figures_dir = "figures"             # where PNG figures are written (None: do not save)
+result_path = None                 # set by a sweep (unlearnkit sweep): where this run's row of numbers is written
 
 # %%
 import time
@@ -231,6 +232,17 @@ print("All checks hold.")
 
 # %%
 claims.table(figures_dir)[["notebook", "paper", "claim", "verdict", "numbers"]]
+
+# %% [markdown]
+# `record_result` publishes this run's headline numbers when the notebook is swept; by hand it writes nothing.
+
+# %%
+uk.record_result(result_path, runs=len(runs), equal_forgetting_level=eq.attrs["level"],
+                 best_at_equal_steps=best_steps, best_at_equal_forgetting=best_eq,
+                 best_retain_at_equal_forgetting=compare.loc[best_eq, "retain_probability (equal forgetting)"],
+                 oracle_forget_probability=None if oracle is None else oracle.forget_probability,
+                 oracle_retain_probability=None if oracle is None else oracle.retain_probability,
+                 over_forgetting_runs=None if oracle is None else len(over))
 
 # %% [markdown]
 # ## Summary

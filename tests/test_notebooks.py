@@ -89,9 +89,11 @@ def test_notebook_papermill_then_nbval(path, tmp_path, solution_dir, executed_di
     import papermill as pm
 
     out = tmp_path / path.name
+    row = tmp_path / "result.json"  # where the notebook publishes its result row, as under a sweep
     t0 = time.perf_counter()
     pm.execute_notebook(str(solution_dir / path.name), str(out), cwd=str(NB_DIR), progress_bar=False,
-                        kernel_name="python3", parameters={"quick": True, "figures_dir": str(tmp_path / "figures")})
+                        kernel_name="python3", parameters={"quick": True, "figures_dir": str(tmp_path / "figures"),
+                                                           "result_path": str(row)})
     notebook_times[path.stem] = {"papermill": time.perf_counter() - t0}
     nb = json.loads(out.read_text())
     assert not _widget_errors(nb)
@@ -101,6 +103,7 @@ def test_notebook_papermill_then_nbval(path, tmp_path, solution_dir, executed_di
               if o.get("output_type") == "stream" and o.get("name") == "stderr"]
     assert not stderr, f"{path.name} wrote to stderr (a warning or a progress bar): {stderr}"
     assert list((tmp_path / "figures").glob("*.png")), "the notebook saved no figure"
+    assert row.exists() and json.loads(row.read_text()), f"{path.name} published no result row (record_result)"
     claimed = {c.id for c in claims.CLAIMS.values() if path.stem.startswith(c.notebook + "_")}
     recorded = {p.stem for p in (tmp_path / "figures" / "claims").glob("*.json")}
     assert claimed <= recorded, f"{path.name} recorded no verdict for its paper's claims {sorted(claimed - recorded)}"

@@ -139,3 +139,32 @@ def test_record_result(tmp_path):
     assert record_result(None, x=1.0) == {"x": 1.0}
     with pytest.raises(TypeError, match="x=.*must be a number"):
         record_result(str(p), x=[1, 2])
+
+
+COURSE = sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+@pytest.mark.parametrize("notebook", COURSE, ids=[p.stem for p in COURSE])
+def test_course_notebook_publishes_its_result_row(notebook):
+    """Every course notebook can be swept (``unlearnkit sweep NOTEBOOK -p ...``) and gives a row of
+    numbers, not only its parameters and ``seconds``: its parameters cell declares ``result_path =
+    None`` and its last code cell is the one ``record_result(result_path, name=value, ...)`` call,
+    whose values are computed in the notebook (no literal number typed in). No notebook is exempt:
+    even the tour (00) has a headline, the forget target mass of the method it runs. Read, not run."""
+    import ast
+
+    import nbformat
+
+    from unlearnkit.sweep import notebook_parameters
+
+    assert notebook_parameters(notebook).get("result_path", "missing") is None, \
+        f"{notebook.name}: its parameters cell must declare result_path = None (the sweep sets it per run)"
+    code = [c.source for c in nbformat.read(str(notebook), as_version=4).cells if c.cell_type == "code"]
+    calls = [i for i, src in enumerate(code) if "record_result(result_path" in src]
+    assert len(calls) == 1, f"{notebook.name}: {len(calls)} cells call record_result(result_path, ...); expected one"
+    assert calls[0] == len(code) - 1, f"{notebook.name}: the record_result cell must be the last code cell"
+    call = next(n for n in ast.walk(ast.parse(code[-1])) if isinstance(n, ast.Call)
+                and getattr(n.func, "attr", getattr(n.func, "id", None)) == "record_result")
+    typed = [k.arg for k in call.keywords if isinstance(k.value, ast.Constant) and k.value.value is not None]
+    assert not typed, f"{notebook.name}: record_result values typed in, not computed: {typed}"
+    assert len(call.keywords) >= 3, f"{notebook.name}: publish the notebook's headline numbers (3 or more)"
