@@ -15,8 +15,14 @@ per-row values; how many greedy answers are identical; how many scored sequences
 ids on both sides; and the achieved model FLOP/s of scoring and generation (2 x non-embedding
 parameters per token that goes through the model, padding included, plus 2 x hidden x vocab per
 position whose logits are computed; attention not counted) per CPU second, next to this machine's
-fp32 matmul peak measured in the same run (a 2048 x 2048 matmul, best of 5, per CPU second). The header gives the device, torch's
+fp32 matmul peak measured in the same run (a 2048 x 2048 matmul, best of 5, per CPU second), and
+``ceiling_cpu_ratio``: the reference's CPU seconds over the kit's model FLOPs at that peak, the ratio
+the kit would reach if every FLOP it does ran at the peak and attention, softmax and Python cost
+nothing (an upper bound for the work it does). The header gives the device, torch's
 thread count, the CPU model and the load average at the start and end (the machine may be shared).
+The fine-tuned variant trains 150 AdamW steps of 16 rows, enough that its greedy answers end with
+EOS after 30-45 tokens on average (as a real fine-tuned TOFU model's do), so dropping finished rows
+counts; 60 steps left answers running 80-90 tokens.
 
     .venv/bin/python benchmarks/run.py tofu
     .venv/bin/python benchmarks/bench_tofu.py [--quick]   # --quick: 100 retain rows, one repeat
