@@ -2,6 +2,8 @@
 question's prompt once for all its answers; the values equal whole-sequence scoring to ~1e-5. And
 ``evaluate`` scores each distinct (question, answer) pair at most once across the TOFU metrics."""
 
+from contextlib import contextmanager
+
 import numpy as np
 import pytest
 import torch
@@ -30,6 +32,21 @@ def chat_llama(tiny, tmp_path_factory):
     return LlamaForCausalLM(cfg).eval(), tok
 
 
+@contextmanager
+def _token_count(model):
+    """``{"tokens": n}``: token positions (padding included) of every forward of ``model`` inside the block."""
+    count = {"tokens": 0}
+
+    def hook(_m, args, kwargs):
+        count["tokens"] += int(kwargs["input_ids"].numel())
+
+    h = model.register_forward_pre_hook(hook, with_kwargs=True)
+    try:
+        yield count
+    finally:
+        h.remove()
+
+
 def _close(a: dict, b: dict, keys=("logprob", "mean_nll", "prob", "entropy")):
     assert np.array_equal(a["n_tokens"], b["n_tokens"])
     for k in keys:
@@ -44,19 +61,11 @@ def test_chat_header_is_shared_and_values_equal(chat_llama, quick_world):
     lists = [[a, "I do not know.", f"{a} Maybe."] for a in list(rows["answer"])[:12]]
     header = common_header([CHAT.prompt_ids(q, tok) for q in qs])
     assert header >= MIN_SHARED_HEADER
-    count = {"tokens": 0}
-
-    def hook(_m, args, kwargs):
-        count["tokens"] += int(kwargs["input_ids"].numel())
-
-    h = model.register_forward_pre_hook(hook, with_kwargs=True)
-    try:
+    with _token_count(model) as count:
         shared = score_answers(model, tok, qs, lists, fmt=CHAT, entropy=True, batch_size=8)
         shared_tokens, count["tokens"] = count["tokens"], 0
         whole = score_answers(model, tok, qs, lists, fmt=CHAT, entropy=True, batch_size=8, prefix_share=False)
         whole_tokens = count["tokens"]
-    finally:
-        h.remove()
     for a, b in zip(shared, whole):
         _close(a, b)
     # the header went through the model once, not once per question or per answer
@@ -121,19 +130,11 @@ def test_answers_common_prefix_runs_once_with_the_prompt(chat_llama, fmt):
     prefixes = _shared_answer_prefixes(flat, len(qs))
     assert len(prefixes[0]) >= 8 and prefixes[2] == []
     assert len(prefixes[1]) == len(flat[4][1]) - 1  # identical answers keep their last token (EOS) apart
-    count = {"tokens": 0}
-
-    def hook(_m, args, kwargs):
-        count["tokens"] += int(kwargs["input_ids"].numel())
-
-    h = model.register_forward_pre_hook(hook, with_kwargs=True)
-    try:
+    with _token_count(model) as count:
         shared = score_answers(model, tok, qs, lists, fmt=fmt, token_stats=True, entropy=True, batch_size=3)
         shared_tokens, count["tokens"] = count["tokens"], 0
         whole = score_answers(model, tok, qs, lists, fmt=fmt, token_stats=True, entropy=True, prefix_share=False)
         whole_tokens = count["tokens"]
-    finally:
-        h.remove()
     for a, b in zip(shared, whole):
         _close(a, b)
         for k in ("token_logprobs", "token_entropy", "token_mu"):

@@ -367,17 +367,7 @@ def _shared_answer_prefixes(flat, n_questions: int) -> list[list[int]]:
     answers: list[list[list[int]]] = [[] for _ in range(n_questions)]
     for i, a in flat:
         answers[i].append(a)
-    out = []
-    for group in answers:
-        if len(group) < 2:
-            out.append([])
-            continue
-        n, first = min(len(a) for a in group) - 1, group[0]
-        c = 0
-        while c < n and all(a[c] == first[c] for a in group):
-            c += 1
-        out.append(first[:c])
-    return out
+    return [group[0][:common_header(group)] if len(group) > 1 else [] for group in answers]
 
 
 def _split_by_owner(res: dict, owner: np.ndarray, n_questions: int) -> list[dict]:
