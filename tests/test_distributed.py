@@ -22,10 +22,12 @@ def ddp_run(tiny, tmp_path_factory):
     tok.save_pretrained(tmp / "tok")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",
            "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone",
            str(REPO / "tests" / "ddp_worker.py"), str(tmp / "tok"), str(tmp)]
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-5000:]
+    # unlearn closes the process group it opened at exit (left open, gloo aborted ~1 run in 6 after the work)
+    assert "terminate called" not in r.stderr, r.stderr[-3000:]
     return tmp, json.loads((tmp / "report.json").read_text()), tok
 
 

@@ -11,6 +11,7 @@ with no code change. Probes are recorded on the main process.
 
 from __future__ import annotations
 
+import atexit
 import copy
 import math
 import warnings
@@ -406,6 +407,9 @@ def _accelerator(hp: dict, req) -> Accelerator:
     """The run's :class:`accelerate.Accelerator` (mixed precision from ``hp``); refuses, before any
     work, what cannot run on parameters sharded across processes (FSDP, DeepSpeed ZeRO-3)."""
     acc = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=hp["mixed_precision"])
+    if acc.num_processes > 1:
+        atexit.unregister(_close_process_group)  # once, however many runs the script makes
+        atexit.register(_close_process_group)
     ds = getattr(acc.state, "deepspeed_plugin", None)
     sharded = acc.distributed_type == DistributedType.FSDP or (
         acc.distributed_type == DistributedType.DEEPSPEED and getattr(ds, "zero_stage", 0) == 3)
@@ -415,6 +419,15 @@ def _accelerator(hp: dict, req) -> Accelerator:
                          f"({acc.distributed_type}); set probe_every=0 (and evaluate the saved model afterwards), "
                          "or use DDP / DeepSpeed ZeRO-2")
     return acc
+
+
+def _close_process_group():
+    """Closes the process group accelerate opened, at interpreter exit. Left open, gloo's worker threads
+    are torn down by static destructors and the process may abort ("terminate called without an active
+    exception", SIGABRT): the launcher then reports a failed run, and kills the other ranks, after all
+    the work was done."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 def _optimizer(params, n_forget: int, hp: dict):
