@@ -93,6 +93,9 @@ OBJ_PARAMS = [
     ("ga", {"alpha": 1.0}, r"unknown parameter\(s\) 'alpha'; valid parameters: none for objective 'ga'; steps, lr"),
     ("gaa", {}, r"unknown objective 'gaa' \(did you mean 'ga'\?\); valid choices: .*\bga\b"),
     ("", {}, r"unknown objective ''"),
+    ("UniErase", {}, r"'UniErase' is an edit, not a loss: unlearnkit.editing.unierase\(.*takes the objectives .*\bga\b"),
+    ("uipe", {}, r"an extrapolation around any objective: unlearnkit.editing.unlearn_uipe\("),
+    ("alphaedit", {}, r"an edit, not a loss: unlearnkit.editing.apply_alphaedit\("),
 ]
 
 

@@ -29,9 +29,9 @@ from .data import DEFAULT_FORMAT, PromptFormat, encode_pairs, select
 from .idk import load_idk
 from .io import atomic_dir, atomic_write_json, run_manifest
 from .models.loading import is_lora, save_model, wrap_lora
-from .objectives import AdapterReference, CachedReference, ObjectiveContext, get_objective
+from .objectives import AdapterReference, CachedReference, ObjectiveContext, get_objective, list_objectives
 from .probes import ProbeRecorder
-from .registry import Param, resolve_params
+from .registry import Param, UnknownNameError, resolve_params
 from .validate import check_destination, check_qa, check_vocab, context_length, unknown_names, warn_long
 
 #: hyperparameters of the loop itself (the objective's come from its registry entry)
@@ -189,11 +189,29 @@ def encode_parts(tokenizer, forget, retain, parts, *, idk=None, seed: int = 0, p
     return data
 
 
+# methods that are not losses for this loop, and where they live
+_NOT_OBJECTIVES = {
+    "unierase": "an edit, not a loss: unlearnkit.editing.unierase(model, tok, forget, retain, ...)",
+    "alphaedit": "an edit, not a loss: unlearnkit.editing.apply_alphaedit(model, tok, requests, state, ...)",
+    "uipe": "an extrapolation around any objective: unlearnkit.editing.unlearn_uipe(model, tok, forget, retain, "
+            "method='ga', alpha=0.3, ...)",
+}
+
+
+def _objective(method: str):
+    """The registered objective ``method``; UniErase, AlphaEdit and UIPE get an error naming their function."""
+    key = method.strip().lower().replace("-", "_") if isinstance(method, str) else method
+    if key in _NOT_OBJECTIVES:
+        raise UnknownNameError(f"{method!r} is {_NOT_OBJECTIVES[key]}; unlearn(method=...) takes the objectives "
+                               f"{', '.join(list_objectives())}")
+    return get_objective(method)
+
+
 def check_params(method: str = "ga", **hparams) -> dict:
     """Validate a method name and loop + objective hyperparameters without any data or model; returns
     them resolved (defaults filled, ``"30"`` -> 30). For notebook parameter cells and sweeps: a
     misspelt name gets a did-you-mean over both namespaces, a bad value its valid range."""
-    obj = get_objective(method)
+    obj = _objective(method)
     unknown_names(f"unlearn with objective {obj.name!r}", hparams,
                   {f"objective {obj.name!r}": list(obj.params), "loop": list(LOOP_PARAMS)})
     loop_hp = resolve_params("unlearn", LOOP_PARAMS, {k: v for k, v in hparams.items() if k in LOOP_PARAMS})
@@ -204,7 +222,7 @@ def _resolve(model, tokenizer, method: str, hparams: dict, splits: dict, fmt):
     """Validate everything before any work: the objective, both parameter sets (one namespace for
     the did-you-mean), the data (converted to Datasets; fields, ids), the vocabulary, the batch
     sizes and the rows' lengths against the model's context (too long: truncated, with a warning)."""
-    obj = get_objective(method)
+    obj = _objective(method)
     hp = check_params(method, **hparams)
     loop_hp, obj_hp = {k: hp[k] for k in LOOP_PARAMS}, {k: hp[k] for k in obj.params}
     req = obj.requirements(obj_hp)
