@@ -62,6 +62,11 @@ from unlearnkit.scoring import generate
 
 viz.setup()
 pd.set_option("display.max_colwidth", 70)
+for m, lr in lrs.items():
+    uk.check_params(m, steps=ft_steps, lr=lr, seed=seed, probe_every=probe_every)  # papermill values, checked
+if probe_every < 1:
+    raise ValueError(f"probe_every={probe_every}: section 3 compares the methods at equal forgetting along each "
+                     "fine-tuning run's probes; set probe_every to 1 or more (probes every k steps)")
 if quick:  # CI: fewer fine-tuning steps, probed every other step
     ft_steps, probe_every = min(ft_steps, 10), max(probe_every, 2)
 names = {"ga": "GA", "npo": "NPO", "idk_ap": "IDK+AP"}

@@ -160,3 +160,15 @@ def test_course_site_from_the_executed_notebooks(executed_dir, tmp_path):
     assert "What the miniature reproduces" in index and (tmp_path / "book" / "claims.md").exists()
     print(f"\ncourse site: {len(r['pages'])} pages in {took:.1f} s; claims: "
           + ", ".join(f"{v} {n}" for v, n in verdicts.verdict.value_counts().items()))
+
+
+def test_a_parameter_the_notebook_cannot_run_with_stops_it_before_any_work(tmp_path):
+    """Notebook 05 compares methods along their probe paths: probe_every=0 is refused in its first code
+    cell after the parameters (before the world or a model is built), naming the parameter."""
+    import papermill as pm
+
+    src = NB_DIR / "05_unlearning_by_editing.ipynb"
+    with pytest.raises(pm.PapermillExecutionError, match=r"probe_every=0: .*set probe_every to 1 or more") as e:
+        pm.execute_notebook(str(src), str(tmp_path / "out.ipynb"), parameters={"quick": True, "probe_every": 0},
+                            kernel_name="python3", progress_bar=False, cwd=str(tmp_path))
+    assert e.value.exec_count <= 3, e.value.exec_count  # parameters, injected parameters, imports + checks
