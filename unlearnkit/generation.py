@@ -217,13 +217,27 @@ def _batches(lengths: list[int], limits: list[int], order: list[int], batch_size
 
 
 @torch.no_grad()
-def _header_states(model, header: list[int], cache_kw: str, logits_kw: dict, device):
-    """Keys and values of the shared ``header`` (one row per layer: ``(1, heads, len, head_dim)``)."""
-    cache = _new_cache(model, len(header))
+def _out_cache(out):
+    """The KV cache a forward returned (``out.cache`` in transformers >= 5.24, else ``past_key_values``)."""
+    cache = getattr(out, "cache", None)
+    return cache if cache is not None else out.past_key_values
+
+
+def _header_states(model, header: list[int], device, cache=None):
+    """Keys and values of the shared ``header`` after one forward pass (one ``(1, heads, len, head_dim)``
+    pair per layer), or None where the cache has no per-layer ``keys``/``values`` (then nothing is
+    shared). ``cache``: an empty cache to fill (generation's arena); None: the model's default cache."""
+    params = _forward_params(model)
+    kw = {"logits_to_keep": 1} if "logits_to_keep" in params else {}
+    if cache is not None:
+        kw[_cache_keyword(params)] = cache
     ids = torch.tensor([header], dtype=torch.long, device=device)
-    model(input_ids=ids, attention_mask=torch.ones_like(ids), position_ids=torch.arange(len(header), device=device)[None],
-          use_cache=True, **{cache_kw: cache}, **logits_kw)
-    return [(layer.keys, layer.values) for layer in cache.layers]
+    out = model(input_ids=ids, attention_mask=torch.ones_like(ids),
+                position_ids=torch.arange(len(header), device=device)[None], use_cache=True, **kw)
+    layers = getattr(cache if cache is not None else _out_cache(out), "layers", None)
+    if not layers or not all(hasattr(layer, "keys") and hasattr(layer, "values") for layer in layers):
+        return None
+    return [(layer.keys, layer.values) for layer in layers]
 
 
 @torch.no_grad()
@@ -339,8 +353,8 @@ def greedy_continue(model, prompt_ids, max_new_tokens, *, eos_token_id: int | No
     header = None
     if share_header and len(todo) > 1:
         C = common_header([prompts[i] for i in todo])
-        if C >= MIN_SHARED_HEADER:
-            header = (C, _header_states(model, prompts[todo[0]][:C], cache_kw, logits_kw, device))
+        states = _header_states(model, prompts[todo[0]][:C], device, _new_cache(model, C)) if C >= MIN_SHARED_HEADER else None
+        header = (C, states) if states is not None else None
     for chunk in _batches(lengths, limits, order, max(1, int(batch_size)), max_batch_tokens):
         outs = _decode_batch(model, [prompts[i] for i in chunk], [limits[i] for i in chunk], eos_token_id,
                              0 if pad_token_id is None else pad_token_id, cache_kw, logits_kw, device, header)

@@ -27,14 +27,19 @@ straightforward one-answer-per-forward implementation (kept for benchmarks and c
 
 from __future__ import annotations
 
-import inspect
-
 import numpy as np
 import torch
 
 from .data import DEFAULT_FORMAT, IGNORE, encode_pairs, trim
 from .data import pad as pad_ids
-from .generation import MIN_SHARED_HEADER, common_header, greedy_continue
+from .generation import (
+    MIN_SHARED_HEADER,
+    _forward_params,
+    _header_states,
+    _out_cache,
+    common_header,
+    greedy_continue,
+)
 from .models.layers import eval_mode
 
 
@@ -48,29 +53,10 @@ def _device(model):
 CPU_BATCH_TOKENS = 2048
 
 
-def _forward_params(model) -> set[str]:
-    try:
-        return set(inspect.signature(model.forward).parameters)
-    except (TypeError, ValueError):
-        return set()
-
-
-def _last_logits_kw(model) -> dict:
-    """``{"logits_to_keep": 1}`` where the model's forward accepts it (only the last position's
-    logits are needed from a prompt pass), else nothing."""
-    return {"logits_to_keep": 1} if "logits_to_keep" in _forward_params(model) else {}
-
-
 def _cache_name(model) -> str:
     """The keyword under which the model's forward takes a KV cache: ``cache`` (transformers >= 5.24,
     where ``past_key_values`` is deprecated) or ``past_key_values`` (earlier versions)."""
     return "cache" if "cache" in _forward_params(model) else "past_key_values"
-
-
-def _out_cache(out):
-    """The KV cache a forward returned (``out.cache`` in transformers >= 5.24, else ``past_key_values``)."""
-    cache = getattr(out, "cache", None)
-    return cache if cache is not None else out.past_key_values
 
 
 def _budget(model, max_batch_tokens):
@@ -241,18 +227,6 @@ def _select_cache(cache, idx: torch.Tensor):
     return tuple(tuple(t[idx] for t in layer) for layer in cache)
 
 
-def _header_cache(model, header: list[int], dev, cache_name: str):
-    """The KV cache of the shared header (one row), or None where the model's cache has no
-    per-layer ``keys``/``values`` (then nothing is shared)."""
-    ids = torch.tensor([header], dtype=torch.long, device=dev)
-    out = model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=True, **_last_logits_kw(model))
-    cache = _out_cache(out)
-    layers = getattr(cache, "layers", None)
-    if not layers or not all(hasattr(layer, "keys") and hasattr(layer, "values") for layer in layers):
-        return None
-    return [(layer.keys, layer.values) for layer in layers]
-
-
 def _repeat_header(model, header_kv, n: int):
     """A fresh ``DynamicCache`` holding the header's keys and values for ``n`` rows."""
     from transformers import DynamicCache
@@ -309,7 +283,7 @@ def _score_shared(model, tokenizer, questions, answer_lists, *, batch_size: int,
     header_kv = None
     with eval_mode(model):
         if C >= MIN_SHARED_HEADER:
-            header_kv = _header_cache(model, p_ids[used[0]][:C], dev, cache_name)
+            header_kv = _header_states(model, p_ids[used[0]][:C], dev)
         if header_kv is None:
             C = 0
         # the budget counts what a batch computes: the header is not recomputed
