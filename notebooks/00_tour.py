@@ -125,13 +125,7 @@ sq = result.squeeze_summary("forget")
 sq.round(3)
 
 # %%
-t, p = sq.loc["target"], sq.loc["paraphrase"]
-print(f"The target answer fell from {t.start:.3f} to {t.end:.4f} in {steps} steps.")
-if p.peak > p.start + 0.05:
-    print(f"Meanwhile the paraphrase rose from {p.start:.3f} to {p.peak:.3f} (step {p.peak_step}): "
-          "the mass was squeezed into an answer that still states the fact.")
-else:
-    print(f"The paraphrase went from {p.start:.3f} to {p.end:.3f}: no squeeze into it this time.")
+print(result.squeeze_story("forget"))
 
 # %% [markdown]
 # ## 4. Forgetting vs keeping

@@ -92,12 +92,7 @@ viz.save(fig, "01_ga_trajectory", figures_dir)
 # %%
 sq = ga.squeeze_summary("forget")
 t, p = sq.loc["target"], sq.loc["paraphrase"]
-print(f"GA took the target answer's mass from {t.start:.3f} to {t.end:.3f} in {steps} steps.")
-if p.peak > p.start + 0.05:
-    print(f"The paraphrase went from {p.start:.3f} to {p.peak:.3f} (peak at step {int(p.peak_step)}): "
-          "the mass was squeezed into an answer that states the same fact.")
-else:
-    print(f"The paraphrase went from {p.start:.3f} to {p.end:.3f}: no squeeze into it in this run.")
+print(ga.squeeze_story("forget"))
 claims.record("squeeze", figures_dir, setting="quick" if quick else "", target_before=t.start, target_after=t.end,
               paraphrase_before=p.start, paraphrase_after=p.peak)
 sq.round(3)

@@ -11,6 +11,7 @@ from unlearnkit import claims
 @pytest.mark.parametrize("numbers, verdict", [
     (dict(target_before=0.6, target_after=0.1, paraphrase_before=0.3, paraphrase_after=0.8), "reproduced"),
     (dict(target_before=0.6, target_after=0.1, paraphrase_before=0.3, paraphrase_after=0.2), "not reproduced"),
+    (dict(target_before=0.6, target_after=0.1, paraphrase_before=0.3, paraphrase_after=0.32), "partly"),  # < SQUEEZE_RISE
     (dict(target_before=0.6, target_after=0.7, paraphrase_before=0.3, paraphrase_after=0.8), "not measurable here"),
 ])
 def test_squeeze_rule(numbers, verdict):
@@ -48,3 +49,22 @@ def test_record_writes_and_table_gathers(tmp_path, capsys):
 def test_unknown_claim_names_the_registered_ones():
     with pytest.raises(KeyError, match="registered claims"):
         claims.record("squeez", None, x=1)
+
+
+def _result_with_paraphrase(path):
+    """An UnlearnResult whose forget probes show the target falling and the paraphrase along ``path``."""
+    import pandas as pd
+
+    from unlearnkit import UnlearnResult
+
+    target = [0.6, 0.3, 0.05, 0.01][: len(path)]
+    rows = [{"step": s, "split": "forget", "id": 0, "quantity": q, "value": v}
+            for q, vals in (("target", target), ("paraphrase", path)) for s, v in enumerate(vals)]
+    return UnlearnResult(None, None, "ga", {}, pd.DataFrame(rows), pd.DataFrame())
+
+
+def test_squeeze_story_says_what_the_probes_show_by_the_claims_threshold():
+    told = _result_with_paraphrase([0.2, 0.4, 0.1, 0.0]).squeeze_story()
+    assert "from 0.600 to 0.0100 by step 3" in told and "rose from 0.200 to 0.400 (peak at step 1)" in told
+    flat = _result_with_paraphrase([0.2, 0.2 + claims.SQUEEZE_RISE / 2, 0.1, 0.0]).squeeze_story()
+    assert "no squeeze into it" in flat and "went from 0.200 to 0.000" in flat

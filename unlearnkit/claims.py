@@ -46,12 +46,18 @@ def _fewer(better: str, worse: str):
     return rule
 
 
+#: the rise of the paraphrase's mean probability mass (0-1) that counts as a squeeze; a smaller rise
+#: is reported as such, and judged ``partly``
+SQUEEZE_RISE = 0.05
+
+
 def _squeeze(n: dict) -> str:
     if not _finite(n.get("target_before"), n.get("target_after"), n.get("paraphrase_before"), n.get("paraphrase_after")):
         return "not measurable here"
     if n["target_after"] >= n["target_before"]:
         return "not measurable here"  # nothing was forgotten, so nothing could be squeezed
-    return "reproduced" if n["paraphrase_after"] > n["paraphrase_before"] else "not reproduced"
+    rise = n["paraphrase_after"] - n["paraphrase_before"]
+    return "reproduced" if rise >= SQUEEZE_RISE else ("partly" if rise > 0 else "not reproduced")
 
 
 def _each_below(ref: str, *others: str):

@@ -120,6 +120,21 @@ class UnlearnResult:
                          "end": g.value.iloc[-1]})
         return pd.DataFrame(rows).set_index("quantity")
 
+    def squeeze_story(self, split: str = "forget") -> str:
+        """Two sentences read off :meth:`squeeze_summary`: how far the target answer's mass fell, and
+        whether its paraphrase gained at least :data:`~unlearnkit.claims.SQUEEZE_RISE` on the way
+        (the mass squeezed into an answer that still states the fact)."""
+        from .claims import SQUEEZE_RISE
+
+        sq = self.squeeze_summary(split)
+        t, p = sq.loc["target"], sq.loc["paraphrase"]
+        story = f"The target answer's mass fell from {t.start:.3f} to {t.end:.4f} by step {int(self.probes.step.max())}. "
+        if p.peak >= p.start + SQUEEZE_RISE:
+            return story + (f"Meanwhile the paraphrase rose from {p.start:.3f} to {p.peak:.3f} (peak at step "
+                            f"{int(p.peak_step)}): the mass was squeezed into an answer that still states the fact.")
+        return story + (f"The paraphrase went from {p.start:.3f} to {p.end:.3f} (peak {p.peak:.3f}): no squeeze into "
+                        f"it in this run (a rise of {SQUEEZE_RISE} or more would count).")
+
     def save(self, path: str | Path, overwrite: bool = False, merge_lora: bool = False) -> Path:
         """Write model, tokenizer, probes.csv, log.csv and run.json to a new folder, atomically.
 
