@@ -168,3 +168,7 @@ def test_course_notebook_publishes_its_result_row(notebook):
     typed = [k.arg for k in call.keywords if isinstance(k.value, ast.Constant) and k.value.value is not None]
     assert not typed, f"{notebook.name}: record_result values typed in, not computed: {typed}"
     assert len(call.keywords) >= 3, f"{notebook.name}: publish the notebook's headline numbers (3 or more)"
+    table = (REPO / "README.md").read_text(encoding="utf-8").split("| notebook | its result row's numbers |")[1]
+    row = next(line for line in table.splitlines() if line.strip().startswith(f"| {notebook.name[:2]} |"))
+    missing = [k.arg for k in call.keywords if k.arg and f"`{k.arg}`" not in row]
+    assert not missing, f"{notebook.name}: the README's table of result rows does not list {missing}"
