@@ -216,13 +216,13 @@ def _batches(lengths: list[int], limits: list[int], order: list[int], batch_size
     return out
 
 
-@torch.no_grad()
 def _out_cache(out):
     """The KV cache a forward returned (``out.cache`` in transformers >= 5.24, else ``past_key_values``)."""
     cache = getattr(out, "cache", None)
     return cache if cache is not None else out.past_key_values
 
 
+@torch.no_grad()
 def _header_states(model, header: list[int], device, cache=None):
     """Keys and values of the shared ``header`` after one forward pass (one ``(1, heads, len, head_dim)``
     pair per layer), or None where the cache has no per-layer ``keys``/``values`` (then nothing is
