@@ -28,6 +28,7 @@ from pathlib import Path
 import pandas as pd
 
 from .io import atomic_write_json, atomic_write_text
+from .probes import SQUEEZE_RISE  # (a smaller rise of the paraphrase is judged 'partly')
 
 VERDICTS = ("reproduced", "partly", "not reproduced", "reversed", "not measurable here")
 
@@ -44,11 +45,6 @@ def _fewer(better: str, worse: str):
             return "not measurable here"
         return "reproduced" if a < b else ("not reproduced" if a == b else "reversed")
     return rule
-
-
-#: the rise of the paraphrase's mean probability mass (0-1) that counts as a squeeze; a smaller rise
-#: is reported as such, and judged ``partly``
-SQUEEZE_RISE = 0.05
 
 
 def _squeeze(n: dict) -> str:

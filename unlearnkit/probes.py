@@ -19,6 +19,9 @@ from .models.layers import eval_mode
 from .scoring import generate, score_answers, score_pairs
 
 PROBE_QUANTITIES = ("target", "paraphrase", "perturbed", "belief", "initial_belief", "entropy")
+#: the rise of the paraphrase's mean probe mass (0-1) that counts as a squeeze (the squeezing effect);
+#: ``UnlearnResult.squeeze_story`` and the squeeze claim's verdict both read it
+SQUEEZE_RISE = 0.05
 
 
 def keep_score(probes: pd.DataFrame, step: int) -> dict:

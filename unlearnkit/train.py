@@ -30,7 +30,7 @@ from .idk import load_idk
 from .io import atomic_dir, atomic_write_json, run_manifest
 from .models.loading import is_lora, save_model, wrap_lora
 from .objectives import AdapterReference, CachedReference, ObjectiveContext, get_objective, list_objectives
-from .probes import ProbeRecorder
+from .probes import SQUEEZE_RISE, ProbeRecorder
 from .registry import Param, UnknownNameError, resolve_params
 from .validate import check_destination, check_qa, check_vocab, context_length, unknown_names, warn_long
 
@@ -122,10 +122,8 @@ class UnlearnResult:
 
     def squeeze_story(self, split: str = "forget") -> str:
         """Two sentences read off :meth:`squeeze_summary`: how far the target answer's mass fell, and
-        whether its paraphrase gained at least :data:`~unlearnkit.claims.SQUEEZE_RISE` on the way
+        whether its paraphrase gained at least :data:`~unlearnkit.probes.SQUEEZE_RISE` on the way
         (the mass squeezed into an answer that still states the fact)."""
-        from .claims import SQUEEZE_RISE
-
         sq = self.squeeze_summary(split)
         t, p = sq.loc["target"], sq.loc["paraphrase"]
         story = f"The target answer's mass fell from {t.start:.3f} to {t.end:.4f} by step {int(self.probes.step.max())}. "
