@@ -171,6 +171,11 @@ def exercise_table():
     return pd.DataFrame([{"exercise": k, **e._asdict()} for k, e in EXERCISES.items()])
 
 
+#: an unlearned model whose forget-vs-holdout AUC is within this of the retain model's passes the
+#: attack (notebook 06 narrates its MIA table with the same margin)
+AUC_LIKE_RETAIN = 0.1
+
+
 def _closest(summary, metric: str = "mia_min_k", retain: str = "retain", exclude=("target",)):
     """The unlearned model whose forget-vs-holdout AUC is closest to the retain model's."""
     d = summary[(summary.metric == metric) & (summary.split == "forget_vs_holdout")].set_index("model")["value"]
@@ -491,10 +496,19 @@ def check_closest_to_retain(summary, answer) -> Outcome:
     if answer not in d.index:
         raise ExerciseError(f"{answer!r} is not a model of the table; the models are {list(d.index)}.")
     want = _closest(summary)
-    gap = abs(d[answer] - d["retain"])
-    if answer == want or math.isclose(gap, abs(d[want] - d["retain"]), abs_tol=1e-12):
-        return _ok(f"Right: {answer}'s AUC {d[answer]:.3f} is {gap:.3f} from the retain model's {d['retain']:.3f}: "
-                   "by this attack, its forget set looks most like data it never saw.")
+    gaps = (d.drop([m for m in ("retain", "target") if m in d.index]) - d["retain"]).abs()
+    gap = gaps[answer]
+    if answer == want or math.isclose(gap, gaps[want], abs_tol=1e-12):
+        tied = [m for m in gaps.index if m != answer and math.isclose(gaps[m], gap, abs_tol=5e-4)]
+        tie = f" (tied with {', '.join(tied)})" if tied else ""
+        if gap <= AUC_LIKE_RETAIN:
+            verdict = "by this attack, its forget set looks about as unseen as the retain model's"
+        else:
+            verdict = (f"yet still more than {AUC_LIKE_RETAIN} away: by this attack no unlearned model's forget set "
+                       "looks like data it never saw" + (" (its AUC is below the retain model's: over-unlearning)"
+                                                         if d[answer] < d["retain"] else ""))
+        return _ok(f"Right: {answer}'s AUC {d[answer]:.3f} is {gap:.3f} from the retain model's {d['retain']:.3f}{tie}, "
+                   f"the closest; {verdict}.")
     raise ExerciseError(f"{answer}'s AUC {d[answer]:.3f} is {gap:.3f} from the retain model's {d['retain']:.3f}, "
                         f"but {want}'s ({d[want]:.3f}) is closer.")
 
