@@ -40,10 +40,15 @@ class Registry(Generic[T]):
         self._items[name] = item
         return item
 
+    @staticmethod
+    def key(name: str) -> str:
+        """How a given name is looked up: ``" NPO-x "`` -> ``"npo_x"``."""
+        return name.strip().lower().replace("-", "_")
+
     def get(self, name: str) -> T:
         if not isinstance(name, str):
             raise TypeError(f"{self.kind} name must be a string, got {type(name).__name__}")
-        key = name.strip().lower().replace("-", "_")
+        key = self.key(name)
         if key not in self._items:
             close = difflib.get_close_matches(key, self.names(), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""

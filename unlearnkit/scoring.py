@@ -34,6 +34,7 @@ from .data import DEFAULT_FORMAT, IGNORE, encode_pairs, trim
 from .data import pad as pad_ids
 from .generation import (
     MIN_SHARED_HEADER,
+    _cache_keyword,
     _forward_params,
     _header_states,
     _out_cache,
@@ -56,7 +57,7 @@ CPU_BATCH_TOKENS = 2048
 def _cache_name(model) -> str:
     """The keyword under which the model's forward takes a KV cache: ``cache`` (transformers >= 5.24,
     where ``past_key_values`` is deprecated) or ``past_key_values`` (earlier versions)."""
-    return "cache" if "cache" in _forward_params(model) else "past_key_values"
+    return _cache_keyword(_forward_params(model)) or "past_key_values"
 
 
 def _budget(model, max_batch_tokens):

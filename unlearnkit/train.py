@@ -31,7 +31,7 @@ from .io import atomic_dir, atomic_write_json, run_manifest
 from .models.loading import is_lora, save_model, wrap_lora
 from .objectives import AdapterReference, CachedReference, ObjectiveContext, get_objective, list_objectives
 from .probes import SQUEEZE_RISE, ProbeRecorder
-from .registry import Param, UnknownNameError, resolve_params
+from .registry import Param, Registry, UnknownNameError, resolve_params
 from .validate import check_destination, check_qa, check_vocab, context_length, unknown_names, warn_long
 
 #: hyperparameters of the loop itself (the objective's come from its registry entry)
@@ -213,7 +213,7 @@ _NOT_OBJECTIVES = {
 
 def _objective(method: str):
     """The registered objective ``method``; UniErase, AlphaEdit and UIPE get an error naming their function."""
-    key = method.strip().lower().replace("-", "_") if isinstance(method, str) else method
+    key = Registry.key(method) if isinstance(method, str) else method
     if key in _NOT_OBJECTIVES:
         raise UnknownNameError(f"{method!r} is {_NOT_OBJECTIVES[key]}; unlearn(method=...) takes the objectives "
                                f"{', '.join(list_objectives())}")
