@@ -176,11 +176,15 @@ def exercise_table():
 AUC_LIKE_RETAIN = 0.1
 
 
+def _auc_gaps(summary, metric: str = "mia_min_k", retain: str = "retain", exclude=("target",)):
+    """Each unlearned model's distance from the retain model's forget-vs-holdout AUC."""
+    d = summary[(summary.metric == metric) & (summary.split == "forget_vs_holdout")].set_index("model")["value"]
+    return (d.drop([retain, *[e for e in exclude if e in d.index]]) - d[retain]).abs()
+
+
 def _closest(summary, metric: str = "mia_min_k", retain: str = "retain", exclude=("target",)):
     """The unlearned model whose forget-vs-holdout AUC is closest to the retain model's."""
-    d = summary[(summary.metric == metric) & (summary.split == "forget_vs_holdout")].set_index("model")["value"]
-    others = d.drop([retain, *[e for e in exclude if e in d.index]])
-    return (others - d[retain]).abs().idxmin()
+    return _auc_gaps(summary, metric, retain, exclude).idxmin()
 
 
 def _lowest(summary):
@@ -495,9 +499,8 @@ def check_closest_to_retain(summary, answer) -> Outcome:
         raise ExerciseError(f"{answer!r} is a reference point, not an unlearned model; pick one of the others.")
     if answer not in d.index:
         raise ExerciseError(f"{answer!r} is not a model of the table; the models are {list(d.index)}.")
-    want = _closest(summary)
-    gaps = (d.drop([m for m in ("retain", "target") if m in d.index]) - d["retain"]).abs()
-    gap = gaps[answer]
+    gaps = _auc_gaps(summary)
+    want, gap = gaps.idxmin(), gaps[answer]
     if answer == want or math.isclose(gap, gaps[want], abs_tol=1e-12):
         tied = [m for m in gaps.index if m != answer and math.isclose(gaps[m], gap, abs_tol=5e-4)]
         tie = f" (tied with {', '.join(tied)})" if tied else ""

@@ -101,8 +101,8 @@ MEMORIZATION_TINY = TinyConfig(vocab_size=640, epochs=40)
 #: the TOFU-sized world's models (``make_world(name="tofu_sized")``, 200 people, 5,136 training rows,
 #: 4.65x the default world's): 18 epochs of batches of 128 at peak lr 8e-3. Measured (target, seed 0,
 #: 2 threads; benchmarks/bench_build.py on a quiet machine): 131 s, 100% exact on the 140 forget
-#: questions, 99.9% on the 1,120 retain ones (ROUGE-L 1.000); a first trial under load took 161 s. 28 epochs of 64 at 5e-3 reached 100% / 100% in 257 s
-#: and 20 epochs of 64 at 6e-3 also 100% / 100% (about 183 s by the epoch count), both over the
+#: questions, 99.9% on the 1,120 retain ones (ROUGE-L 1.000); a first trial under load took 161 s.
+#: 28 epochs of 64 at 5e-3 reached 100% / 100% in 257 s and 20 epochs of 64 at 6e-3 also 100% / 100% (about 183 s by the epoch count), both over the
 #: 3-minute goal; 16 epochs of 128 took 151 s for 99.6% retain.
 TOFU_TINY = TinyConfig(epochs=18, batch_size=128, lr=8e-3, builder=2)
 
